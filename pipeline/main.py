@@ -1,0 +1,105 @@
+"""The job driver: `longmix prepare CONFIG` or `spark-submit pipeline/main.py CONFIG`.
+
+It lists the inputs, builds the Spark plan from the stages, runs it, and writes the run
+report and the resolved config beside the output. It never touches document text itself.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import yaml
+
+from pipeline.config import Config
+from pipeline.errors import LongmixError
+from pipeline.report import RunReport
+from pipeline.spark import build_session
+from stages.logic.read import ReadTask
+from stages.logic.readers import BadRecordError
+from stages.logic.storage import StorageOptions, expand, is_s3, join, write_text
+
+DOCUMENTS_DIR = "documents"
+
+
+def storage_options(config: Config) -> StorageOptions:
+    return StorageOptions(config.storage.s3_endpoint_url, config.storage.s3_region)
+
+
+def discover(config: Config, storage: StorageOptions) -> list[ReadTask]:
+    """Every input file of every source; only names and sizes reach the driver."""
+    tasks = []
+    for name, source in config.sources.items():
+        for pattern in source.paths():
+            entries = expand(config.resolve(pattern), storage)
+            if not entries:
+                raise LongmixError(f"source {name!r}: no files match {pattern}")
+            tasks += [ReadTask(name, e.uri, e.relative, e.size) for e in entries]
+    return tasks
+
+
+def bad_record_message(exc: BaseException) -> str | None:
+    text = str(exc)
+    at = text.find(BadRecordError.MARKER)
+    if at < 0:
+        return None
+    return text[at + len(BadRecordError.MARKER) :].splitlines()[0].strip()
+
+
+def prepare(config: Config, master: str | None = None) -> RunReport:
+    """Run the pipeline as far as it goes: read, concatenate, write documents and the report."""
+    from pyspark import StorageLevel
+
+    from stages.concat import concatenate, summarize_documents
+    from stages.read import read_sources, summarize_read
+
+    storage = storage_options(config)
+    output = config.output
+    if is_s3(output):
+        raise LongmixError(
+            "run.output on S3 needs the MDS writer stage; give a local or cluster path for now"
+        )
+    report = RunReport(config.run.name, config.digest())
+    with report.stage("discover"):
+        tasks = discover(config, storage)
+    report["input"] = {"files": len(tasks), "bytes": sum(t.size for t in tasks)}
+    spark = build_session(config.spark, master)
+    specs = config.source_specs()
+    try:
+        records = read_sources(
+            spark, tasks, specs, storage, config.run.strict, config.read_target_bytes
+        ).persist(StorageLevel.DISK_ONLY)
+        with report.stage("read"):
+            report["sources"] = summarize_read(records)
+        kept = records.where(records.skip_reason.isNull())
+        documents = concatenate(
+            kept,
+            specs,
+            config.run.seed,
+            config.concat.max_document_bytes,
+            spark.sparkContext.defaultParallelism * 2,
+        )
+        documents_uri = join(output, DOCUMENTS_DIR)
+        with report.stage("concatenate_and_write"):
+            documents.sortWithinPartitions("id").write.mode("overwrite").parquet(documents_uri)
+        records.unpersist()
+        with report.stage("summarize"):
+            report["documents"] = summarize_documents(spark.read.parquet(documents_uri))
+    except Exception as exc:
+        message = bad_record_message(exc)
+        if message:
+            raise LongmixError(message) from None
+        raise
+    report["outputs"] = {"documents": documents_uri}
+    write_text(join(output, "_report.json"), report.to_json() + "\n", storage)
+    write_text(
+        join(output, "config.resolved.yaml"),
+        yaml.safe_dump(config.redacted(), sort_keys=False),
+        storage,
+    )
+    return report
+
+
+if __name__ == "__main__":
+    from pipeline.cli import main
+
+    sys.exit(main(["prepare", *sys.argv[1:]]))

@@ -1,0 +1,40 @@
+"""The run report (`_report.json` beside the output): what went in, what came out, what was
+left out and why, and how long each stage took."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pipeline import __version__
+
+
+class RunReport:
+    def __init__(self, run_name: str, config_digest: str):
+        self.data: dict[str, Any] = {
+            "run": run_name,
+            "longmix_version": __version__,
+            "config_sha256": config_digest,
+            "stage_seconds": {},
+        }
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - start
+            self.data["stage_seconds"][name] = round(elapsed, 3)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.data[key] = value
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def to_json(self) -> str:
+        return json.dumps(self.data, indent=2, sort_keys=True)

@@ -1,0 +1,48 @@
+"""The one place a SparkSession is built: embedded `local[*]` by default, or whatever master
+`spark-submit`, the CLI or the config names."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pipeline.config import SparkConfig
+from pipeline.errors import LongmixError
+from pipeline.java import java_problem
+
+DEFAULTS: dict[str, str] = {
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    # Text rows can be tens of MB (a repository part): large Arrow types and byte-bounded
+    # batches keep a batch from overflowing 2 GB offsets or a worker's memory.
+    "spark.sql.execution.arrow.useLargeVarTypes": "true",
+    "spark.sql.execution.arrow.maxRecordsPerBatch": "1024",
+    "spark.sql.execution.arrow.maxBytesPerBatch": str(64 * 1024 * 1024),
+    "spark.ui.showConsoleProgress": "true",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.adaptive.enabled": "true",
+    "spark.sql.adaptive.coalescePartitions.enabled": "false",
+}
+
+
+def under_spark_submit() -> bool:
+    """spark-submit starts the JVM itself and hands PySpark its gateway."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def build_session(config: SparkConfig, master: str | None = None):
+    problem = java_problem()
+    if problem and not under_spark_submit():
+        raise LongmixError(problem)
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if (master or config.master).startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = SparkSession.builder.appName(config.app_name)
+    if not under_spark_submit():
+        builder = builder.master(master or config.master)
+    for key, value in {**DEFAULTS, **{k: str(v) for k, v in config.conf.items()}}.items():
+        builder = builder.config(key, str(value).lower() if isinstance(value, bool) else value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel(config.log_level)
+    return session

@@ -1,0 +1,1 @@
+"""Per-partition logic of the stages: plain Python over Arrow and datatrove, never pyspark."""

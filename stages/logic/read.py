@@ -1,0 +1,76 @@
+"""The read stage's per-partition work: a bin of files in, Arrow batches of READ_SCHEMA out."""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from functools import partial
+
+import pyarrow as pa
+
+from stages.logic.batches import batched
+from stages.logic.documents import READ_SCHEMA, read_rows, row_bytes
+from stages.logic.readers import BadRecordError, Skip, read_file, record_unit
+from stages.logic.sources import SourceSpec
+from stages.logic.storage import StorageOptions, open_input
+
+
+@dataclass(frozen=True)
+class ReadTask:
+    source: str
+    uri: str
+    relative: str
+    size: int
+
+
+def plan_bins(tasks: list[ReadTask], target_bytes: int, min_bins: int) -> list[list[ReadTask]]:
+    """Files grouped into bins of similar total bytes (largest first onto the lightest bin),
+    so one Spark task does not get most of the text."""
+    if not tasks:
+        return []
+    total = sum(t.size for t in tasks)
+    count = min(len(tasks), max(min_bins, -(-total // target_bytes)))
+    heap = [(0, index) for index in range(count)]
+    bins: list[list[ReadTask]] = [[] for _ in range(count)]
+    for task in sorted(tasks, key=lambda t: (-t.size, t.uri)):
+        load, index = heapq.heappop(heap)
+        bins[index].append(task)
+        heapq.heappush(heap, (load + task.size, index))
+    return [sorted(b, key=lambda t: t.uri) for b in bins]
+
+
+def encode_bin(tasks: list[ReadTask]) -> str:
+    return json.dumps([asdict(t) for t in tasks])
+
+
+def read_bin(
+    files_json: str, specs: dict[str, SourceSpec], storage: StorageOptions, strict: bool
+) -> Iterator[pa.RecordBatch]:
+    items = read_items(files_json, specs, storage, strict)
+    yield from batched(read_rows(items), READ_SCHEMA, size_of=row_bytes)
+
+
+def read_items(
+    files_json: str, specs: dict[str, SourceSpec], storage: StorageOptions, strict: bool
+):
+    opener = partial(open_input, options=storage)
+    for task in json.loads(files_json):
+        spec = specs[task["source"]]
+        for item in read_file(spec, task["uri"], task["relative"], opener):
+            if strict and isinstance(item, Skip) and item.bad:
+                raise BadRecordError(item.describe(record_unit(spec)))
+            yield item
+
+
+def read_partition(
+    batches: Iterable[pa.RecordBatch],
+    specs: dict[str, SourceSpec],
+    storage: StorageOptions,
+    strict: bool,
+) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: each input row names a bin of files (JSON) to read."""
+    for batch in batches:
+        for files_json in batch.column("files").to_pylist():
+            yield from read_bin(files_json, specs, storage, strict)

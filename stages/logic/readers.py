@@ -1,0 +1,288 @@
+"""Read one source file into datatrove `Document`s, and account for every record left out.
+
+datatrove's own readers log a warning and drop a bad line, and abandon the rest of a file on
+the first undecodable byte; the run report must count every skipped record by reason and file
+(and strict mode must stop at the first one), so the decoding loop lives here, producing
+datatrove's document model.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zstandard
+from datatrove.data import Document
+
+from stages.logic.sources import SourceSpec
+
+Opener = Callable[[str], IO[bytes]]
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A record (or a whole file, `record` None) that yields no document, and why."""
+
+    source: str
+    file: str
+    record: int | None
+    reason: str
+    detail: str = ""
+    bad: bool = True
+
+    def describe(self, unit: str) -> str:
+        where = f"{self.file}, {unit} {self.record}" if self.record is not None else self.file
+        detail = f" ({self.detail})" if self.detail else ""
+        return f"bad record in {where}: {self.reason}{detail}"
+
+
+class BadRecordError(Exception):
+    """Raised in strict mode; its message is the one line the user sees."""
+
+    MARKER = "longmix-bad-record: "
+
+    def __init__(self, message: str):
+        super().__init__(self.MARKER + message)
+        self.message = message
+
+
+def record_unit(spec: SourceSpec) -> str:
+    return "row" if spec.format == "parquet" else "line"
+
+
+def dig(record: Any, dotted: str) -> Any:
+    for key in dotted.split("."):
+        if not isinstance(record, dict):
+            return None
+        record = record.get(key)
+    return record
+
+
+def valid_messages(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(
+            isinstance(m, dict)
+            and isinstance(m.get("role"), str)
+            and isinstance(m.get("content"), str)
+            for m in value
+        )
+    )
+
+
+class RecordReader:
+    """Turns records of one file into documents or skips, under one source spec."""
+
+    def __init__(self, spec: SourceSpec, uri: str, relative: str):
+        self.spec = spec
+        self.uri = uri
+        self.relative = relative
+
+    def skip(self, record: int | None, reason: str, detail: str = "", bad: bool = True) -> Skip:
+        return Skip(self.spec.name, self.uri, record, reason, detail[:200], bad)
+
+    def convert(self, record: dict[str, Any], index: int, text_bytes: bytes | None = None):
+        """A `Document` for one record, or the `Skip` that says why there is none."""
+        spec = self.spec
+        if spec.kind == "chat":
+            messages = dig(record, spec.messages_column)
+            if messages is None:
+                return self.skip(index, "missing_text", f"no {spec.messages_column!r}")
+            if not valid_messages(messages):
+                return self.skip(index, "invalid_messages", "expected a list of {role, content}")
+            text = json.dumps(messages, ensure_ascii=False)
+        else:
+            if text_bytes is not None:
+                try:
+                    text = text_bytes.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    return self.skip(index, "undecodable_bytes", str(exc))
+            else:
+                text = dig(record, spec.text_column)
+            if text is None:
+                return self.skip(index, "missing_text", f"no {spec.text_column!r}")
+            if not isinstance(text, str):
+                return self.skip(index, "wrong_schema", f"{spec.text_column!r} is not a string")
+            if not text.strip():
+                return self.skip(index, "empty_text")
+        domain = spec.domain
+        if spec.domain_column:
+            raw = dig(record, spec.domain_column)
+            if raw not in spec.domain_map:
+                return self.skip(index, "unmapped_domain", f"{raw}", bad=False)
+            domain = spec.domain_map[raw]
+        source_id = dig(record, spec.id_column) if spec.id_column else None
+        return Document(
+            text=text,
+            id=f"{spec.name}/{self.relative}#{index}",
+            metadata={
+                "source": spec.name,
+                "domain": domain,
+                "kind": spec.kind,
+                "file": self.uri,
+                "record": index,
+                "source_id": None if source_id is None else str(source_id),
+                "group": self.optional_str(record, spec.group_column),
+                "subgroup": self.optional_str(record, spec.subgroup_column),
+                "member": self.optional_str(record, spec.member_column),
+                "position": self.optional_int(record, spec.position_column),
+            },
+        )
+
+    @staticmethod
+    def optional_str(record: dict[str, Any], column: str | None) -> str | None:
+        value = dig(record, column) if column else None
+        return None if value is None else str(value)
+
+    @staticmethod
+    def optional_int(record: dict[str, Any], column: str | None) -> int | None:
+        value = dig(record, column) if column else None
+        try:
+            return None if value is None else int(value)
+        except (TypeError, ValueError):
+            return None
+
+
+def read_file(
+    spec: SourceSpec, uri: str, relative: str, opener: Opener
+) -> Iterator[Document | Skip]:
+    """Every record of one file, as a document or a skip; file-level problems are one skip."""
+    reader = RecordReader(spec, uri, relative)
+    try:
+        with opener(uri) as raw:
+            if spec.format == "parquet":
+                yield from read_parquet(reader, raw)
+            else:
+                yield from read_jsonl(reader, raw)
+    except OSError as exc:
+        yield reader.skip(None, "unreadable_file", str(exc))
+
+
+def read_parquet(reader: RecordReader, raw: IO[bytes]) -> Iterator[Document | Skip]:
+    spec = reader.spec
+    try:
+        parquet = pq.ParquetFile(raw)
+    except (pa.ArrowInvalid, OSError) as exc:
+        if getattr(raw, "size", lambda: 1)() == 0:
+            yield reader.skip(None, "empty_file")
+        else:
+            yield reader.skip(None, "unreadable_file", str(exc))
+        return
+    names = set(parquet.schema_arrow.names)
+    missing = [c for c in spec.required_columns() if c not in names]
+    if missing:
+        yield reader.skip(None, "wrong_schema", f"missing column(s) {', '.join(missing)}")
+        return
+    if parquet.metadata.num_rows == 0:
+        yield reader.skip(None, "empty_file")
+        return
+    columns = sorted(set(spec.required_columns() + spec.optional_columns()) & names)
+    binary_text = spec.kind == "text" and "." not in (spec.text_column or "")
+    index = 0
+    for batch in parquet.iter_batches(batch_size=512, columns=columns):
+        texts: list[bytes | None] | None = None
+        if binary_text:
+            column = batch.column(spec.text_column)
+            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+                column = column.cast(pa.large_binary())
+            if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+                texts = column.to_pylist()
+                batch = batch.drop_columns([spec.text_column])
+        for offset, record in enumerate(batch.to_pylist()):
+            text_bytes = texts[offset] if texts is not None else None
+            if texts is not None and text_bytes is None:
+                yield reader.skip(index, "missing_text", f"null {spec.text_column!r}")
+            else:
+                yield reader.convert(record, index, text_bytes)
+            index += 1
+
+
+class TruncatedStream(Exception):
+    """The compressed stream ended inside a frame."""
+
+
+CHUNK = 1 << 20
+
+
+def zstd_chunks(raw: IO[bytes]) -> Iterator[bytes]:
+    """Decompressed bytes of every frame. zstandard's stream reader returns a truncated frame's
+    prefix without complaint, so the end of each frame is checked here."""
+    context = zstandard.ZstdDecompressor()
+    frame = context.decompressobj()
+    pending = False
+    while chunk := raw.read(CHUNK):
+        while chunk:
+            out = frame.decompress(chunk)
+            pending = True
+            if out:
+                yield out
+            if frame.eof:
+                chunk, frame, pending = frame.unused_data, context.decompressobj(), False
+            else:
+                chunk = b""
+    if pending and not frame.eof:
+        raise TruncatedStream("zstd frame ends early")
+
+
+def gzip_chunks(raw: IO[bytes]) -> Iterator[bytes]:
+    try:
+        with gzip.GzipFile(fileobj=raw) as stream:
+            while chunk := stream.read(CHUNK):
+                yield chunk
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise TruncatedStream(str(exc)) from None
+
+
+def plain_chunks(raw: IO[bytes]) -> Iterator[bytes]:
+    while chunk := raw.read(CHUNK):
+        yield chunk
+
+
+def chunks_for(uri: str, raw: IO[bytes]) -> Iterator[bytes]:
+    if uri.endswith((".zst", ".zstd")):
+        return zstd_chunks(raw)
+    if uri.endswith(".gz"):
+        return gzip_chunks(raw)
+    return plain_chunks(raw)
+
+
+def split_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    rest = b""
+    for chunk in chunks:
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        yield from lines
+    if rest:
+        yield rest
+
+
+def read_jsonl(reader: RecordReader, raw: IO[bytes]) -> Iterator[Document | Skip]:
+    line_no = 0
+    try:
+        for line_no, line in enumerate(split_lines(chunks_for(reader.uri, raw)), start=1):  # noqa: B007
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                yield reader.skip(line_no, "undecodable_bytes", str(exc))
+                continue
+            except json.JSONDecodeError as exc:
+                yield reader.skip(line_no, "invalid_json", str(exc))
+                continue
+            if not isinstance(record, dict):
+                yield reader.skip(line_no, "invalid_json", "the line is not a JSON object")
+                continue
+            yield reader.convert(record, line_no)
+    except (TruncatedStream, zstandard.ZstdError) as exc:
+        yield reader.skip(line_no + 1, "truncated_compression", str(exc))
+        return
+    if line_no == 0:
+        yield reader.skip(None, "empty_file")

@@ -1,0 +1,152 @@
+"""Local and S3 paths behind one pyarrow file system, with glob expansion.
+
+Credentials come only from the standard AWS chain (environment, profile, instance role) on
+whichever process touches S3; what travels to Spark tasks is `StorageOptions`, which holds no
+secret. The endpoint override serves S3-compatible stores (MinIO, moto, Ceph).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import IO
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A discovered input file; `relative` is its path under the pattern's fixed prefix, so
+    the same layout gives the same ids on local disk and on S3."""
+
+    uri: str
+    relative: str
+    size: int
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def s3_filesystem(options: StorageOptions) -> pafs.S3FileSystem:
+    endpoint = (
+        options.s3_endpoint_url
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+    )
+    region = (
+        options.s3_region
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or "us-east-1"
+    )
+    kwargs: dict[str, object] = {"region": region}
+    if endpoint:
+        parsed = urlparse(endpoint)
+        kwargs["endpoint_override"] = parsed.netloc or parsed.path
+        kwargs["scheme"] = parsed.scheme or "https"
+    return pafs.S3FileSystem(**kwargs)
+
+
+def resolve(uri: str, options: StorageOptions) -> tuple[pafs.FileSystem, str]:
+    """The file system for `uri` and the path to hand it."""
+    if is_s3(uri):
+        return s3_filesystem(options), uri[len("s3://") :]
+    return pafs.LocalFileSystem(), os.path.abspath(uri)
+
+
+def open_input(uri: str, options: StorageOptions) -> IO[bytes]:
+    fs, path = resolve(uri, options)
+    return fs.open_input_file(path)
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """`*` and `?` stay within one path component; `**/` spans any number of them."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[":
+            end = pattern.find("]", i + 1)
+            if end < 0:
+                out.append(re.escape("["))
+                i += 1
+            else:
+                body = pattern[i + 1 : end]
+                out.append("[^" + body[1:] + "]" if body.startswith("!") else "[" + body + "]")
+                i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def split_pattern(path: str) -> tuple[str, str | None]:
+    """The fixed directory prefix of a glob and the glob below it (None: no glob)."""
+    parts = path.split("/")
+    for index, part in enumerate(parts):
+        if GLOB_CHARS.search(part):
+            return "/".join(parts[:index]), "/".join(parts[index:])
+    return path, None
+
+
+def expand(pattern: str, options: StorageOptions) -> list[FileEntry]:
+    """Every file a path, directory or glob names, sorted by URI."""
+    fs, path = resolve(pattern, options)
+    prefix = "s3://" if is_s3(pattern) else ""
+    base, glob = split_pattern(path)
+    if glob is None:
+        info = fs.get_file_info(base)
+        if info.type == pafs.FileType.File:
+            name = base.rsplit("/", 1)[-1]
+            return [FileEntry(prefix + base, name, info.size or 0)]
+        if info.type == pafs.FileType.NotFound:
+            return []
+        glob = "**"
+    matcher = glob_regex(glob)
+    selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
+    entries = []
+    for info in fs.get_file_info(selector):
+        if info.type != pafs.FileType.File:
+            continue
+        relative = info.path[len(base) :].lstrip("/")
+        if matcher.match(relative):
+            entries.append(FileEntry(prefix + info.path, relative, info.size or 0))
+    return sorted(entries, key=lambda e: e.uri)
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts])
+
+
+def write_text(uri: str, text: str, options: StorageOptions) -> None:
+    fs, path = resolve(uri, options)
+    if not is_s3(uri):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    with fs.open_output_stream(path) as out:
+        out.write(text.encode("utf-8"))
+
+
+def read_text(uri: str, options: StorageOptions) -> str:
+    with open_input(uri, options) as stream:
+        return stream.read().decode("utf-8")
