@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.errors import LongmixError
+from pipeline.spark import spark_started
 
 console = Console(stderr=True)
 
@@ -70,22 +71,33 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def print_summary(report: dict) -> None:
-    table = Table(title=f"longmix run {report['run']!r}")
-    for column in ("source", "domain", "documents", "MB", "split groups", "skipped"):
-        table.add_column(column, justify="left" if column in ("source", "domain") else "right")
+    documents = Table(title=f"longmix run {report['run']!r}: documents")
+    for column in ("source", "domain", "documents", "MB", "split groups"):
+        documents.add_column(column, justify="left" if column in ("source", "domain") else "right")
     for source, domains in report["documents"].items():
-        skipped = report["sources"].get(source, {}).get("skipped", {})
-        reasons = ", ".join(f"{reason} {info['count']}" for reason, info in skipped.items())
         for domain, numbers in domains.items():
-            table.add_row(
+            documents.add_row(
                 source,
                 domain,
                 f"{numbers['documents']:,}",
                 f"{numbers['bytes'] / 1e6:,.1f}",
                 f"{numbers['split_groups']:,}",
-                reasons or "-",
             )
-    console.print(table)
+    console.print(documents)
+    skipped = Table(title="records left out (details in _report.json)")
+    for column in ("source", "reason", "records", "files", "bad input"):
+        skipped.add_column(column, justify="left" if column in ("source", "reason") else "right")
+    for source, info in report["sources"].items():
+        for reason, entry in info["skipped"].items():
+            skipped.add_row(
+                source,
+                reason,
+                f"{entry['count']:,}",
+                str(len(entry["files"])),
+                "yes" if entry["counts_as_bad"] else "no",
+            )
+    if skipped.row_count:
+        console.print(skipped)
     seconds = sum(report["stage_seconds"].values())
     console.print(f"{report['input']['files']} input files, stages took {seconds:.1f} s")
 
@@ -98,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except LongmixError as exc:
-        console.print(f"longmix: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        # Spark's console progress bar leaves its line open when a job fails.
+        fresh_line = "\n" if spark_started() else ""
+        console.print(
+            f"{fresh_line}longmix: error: {exc}", markup=False, highlight=False, soft_wrap=True
+        )
         return 2
     except KeyboardInterrupt:
         console.print("longmix: interrupted")

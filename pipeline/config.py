@@ -19,6 +19,8 @@ from stages.logic.sources import PRESETS, SourceSpec
 
 SECRET_KEY = re.compile(r"secret|password|token|session|access[._-]?key|credential", re.I)
 REDACTED = "***"
+# Mappings whose own keys contain dots (Spark settings): `--set spark.conf.spark.x.y=1`.
+FREE_FORM = [("spark", "conf")]
 
 
 class Strict(BaseModel):
@@ -82,6 +84,7 @@ class SourceConfig(Strict):
 
 class ConcatConfig(Strict):
     max_document_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    partitions: int | None = Field(default=None, gt=0, description="default: 2 x cores")
 
 
 class Config(Strict):
@@ -131,6 +134,9 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     if not sep or not key.strip():
         raise LongmixError(f"--set expects key=value, got {assignment!r}")
     parts = key.strip().split(".")
+    for mapping in FREE_FORM:
+        if tuple(parts[: len(mapping)]) == mapping and len(parts) > len(mapping):
+            parts = [*mapping, ".".join(parts[len(mapping) :])]
     node = data
     for part in parts[:-1]:
         child = node.setdefault(part, {})

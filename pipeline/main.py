@@ -19,6 +19,13 @@ from stages.logic.readers import BadRecordError
 from stages.logic.storage import StorageOptions, expand, is_s3, join, write_text
 
 DOCUMENTS_DIR = "documents"
+# A document can be tens of MB; parquet's min/max statistics and dictionary attempt would
+# each copy such a value on the JVM heap, so both are off for the text column.
+TEXT_PARQUET_OPTIONS = {
+    "parquet.column.statistics.enabled#text": "false",
+    "parquet.enable.dictionary#text": "false",
+    "compression": "zstd",
+}
 
 
 def storage_options(config: Config) -> StorageOptions:
@@ -76,11 +83,11 @@ def prepare(config: Config, master: str | None = None) -> RunReport:
             specs,
             config.run.seed,
             config.concat.max_document_bytes,
-            spark.sparkContext.defaultParallelism * 2,
+            config.concat.partitions or spark.sparkContext.defaultParallelism * 2,
         )
         documents_uri = join(output, DOCUMENTS_DIR)
         with report.stage("concatenate_and_write"):
-            documents.sortWithinPartitions("id").write.mode("overwrite").parquet(documents_uri)
+            documents.write.options(**TEXT_PARQUET_OPTIONS).mode("overwrite").parquet(documents_uri)
         records.unpersist()
         with report.stage("summarize"):
             report["documents"] = summarize_documents(spark.read.parquet(documents_uri))

@@ -16,12 +16,27 @@ DEFAULTS: dict[str, str] = {
     # batches keep a batch from overflowing 2 GB offsets or a worker's memory.
     "spark.sql.execution.arrow.useLargeVarTypes": "true",
     "spark.sql.execution.arrow.maxRecordsPerBatch": "1024",
-    "spark.sql.execution.arrow.maxBytesPerBatch": str(64 * 1024 * 1024),
+    "spark.sql.execution.arrow.maxBytesPerBatch": str(16 * 1024 * 1024),
     "spark.ui.showConsoleProgress": "true",
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.adaptive.enabled": "true",
     "spark.sql.adaptive.coalescePartitions.enabled": "false",
 }
+
+
+# In embedded mode executors share the user's console: a failed task would print its Python
+# traceback there before the driver turns the failure into one readable line.
+EMBEDDED_QUIET_LOGGERS = [
+    "org.apache.spark.executor.Executor",
+    "org.apache.spark.scheduler.TaskSetManager",
+    "org.apache.spark.storage.BlockManager",
+]
+
+
+def spark_started() -> bool:
+    from pyspark import SparkContext
+
+    return SparkContext._active_spark_context is not None
 
 
 def under_spark_submit() -> bool:
@@ -45,4 +60,13 @@ def build_session(config: SparkConfig, master: str | None = None):
         builder = builder.config(key, str(value).lower() if isinstance(value, bool) else value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel(config.log_level)
+    if session.sparkContext.master.startswith("local"):
+        quiet_task_failures(session)
     return session
+
+
+def quiet_task_failures(session) -> None:
+    jvm = session.sparkContext._jvm
+    log4j = jvm.org.apache.logging.log4j
+    for name in EMBEDDED_QUIET_LOGGERS:
+        log4j.core.config.Configurator.setLevel(name, log4j.Level.OFF)

@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 
 MAX_ROWS = 1024
-MAX_BYTES = 64 * 1024 * 1024
+MAX_BYTES = 16 * 1024 * 1024
 
 
 def batched(

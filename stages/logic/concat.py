@@ -2,7 +2,8 @@
 
 The rows of a partition arrive sorted by (source, group, member order); a document part is
 closed as soon as adding the next member would pass `max_bytes`, so memory stays bounded by
-one part however large the repository or subject is.
+one part however large the repository or subject is. Text stays UTF-8 bytes throughout: a
+Python str of a 32 MB part with one emoji in it would take 128 MB.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from stages.logic.batches import batched, rows_of
 from stages.logic.documents import DOCUMENT_SCHEMA, row_bytes
 from stages.logic.sources import SourceSpec
 
-INPUT_COLUMNS = ["source", "domain", "kind", "group", "member", "text", "bytes"]
+INPUT_COLUMNS = ["source", "domain", "kind", "group", "member", "text"]
 
 
 @dataclass
@@ -27,7 +28,7 @@ class Part:
     domain: str
     kind: str
     index: int
-    pieces: list[str] = field(default_factory=list)
+    pieces: list[bytes] = field(default_factory=list)
     size: int = 0
     members: int = 0
 
@@ -37,7 +38,7 @@ class Part:
             "source": self.source,
             "domain": self.domain,
             "kind": self.kind,
-            "text": "".join(self.pieces),
+            "text": b"".join(self.pieces),
             "bytes": self.size,
             "group": self.group,
             "part": self.index,
@@ -48,26 +49,25 @@ class Part:
 def concatenate_rows(
     rows: Iterable[dict[str, Any]], specs: dict[str, SourceSpec], max_bytes: int
 ) -> Iterator[dict[str, Any]]:
-    """Documents from rows sorted by (source, group, order); a group over `max_bytes` becomes
-    consecutive parts split between members (a single member larger than that stays whole)."""
+    """Documents from rows (text as UTF-8 bytes) sorted by (source, group, order); a group
+    over `max_bytes` becomes consecutive parts split between members (a single member larger
+    than that stays whole)."""
     part: Part | None = None
     for row in rows:
         spec = specs[row["source"]]
-        header = spec.header.format(member=row["member"] or "")
-        size = row["bytes"] + len(header.encode("utf-8"))
-        joiner_size = len(spec.joiner.encode("utf-8"))
-        same_group = part is not None and (part.source, part.group) == (row["source"], row["group"])
-        if part is not None and (not same_group or part.size + joiner_size + size > max_bytes):
+        header = spec.header.format(member=row["member"] or "").encode("utf-8")
+        joiner = spec.joiner.encode("utf-8")
+        size = len(row["text"]) + len(header)
+        if part is None or (part.source, part.group) != (row["source"], row["group"]):
+            if part is not None:
+                yield part.document()
+            part = Part(row["source"], row["group"], row["domain"], row["kind"], index=0)
+        elif part.size + len(joiner) + size > max_bytes:
             yield part.document()
-            index = part.index + 1 if same_group else 0
-            part = None
-        else:
-            index = 0
-        if part is None:
-            part = Part(row["source"], row["group"], row["domain"], row["kind"], index)
-        elif part.members:
-            part.pieces.append(spec.joiner)
-            part.size += joiner_size
+            part = Part(part.source, part.group, part.domain, part.kind, index=part.index + 1)
+        if part.members:
+            part.pieces.append(joiner)
+            part.size += len(joiner)
         part.pieces += [header, row["text"]] if header else [row["text"]]
         part.size += size
         part.members += 1
@@ -75,9 +75,15 @@ def concatenate_rows(
         yield part.document()
 
 
+def as_binary(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        index = batch.schema.get_field_index("text")
+        yield batch.set_column(index, "text", batch.column(index).cast(pa.large_binary()))
+
+
 def concat_partition(
     batches: Iterable[pa.RecordBatch], specs: dict[str, SourceSpec], max_bytes: int
 ) -> Iterator[pa.RecordBatch]:
     """mapInArrow body over one sorted partition."""
-    documents = concatenate_rows(rows_of(batches, INPUT_COLUMNS), specs, max_bytes)
+    documents = concatenate_rows(rows_of(as_binary(batches), INPUT_COLUMNS), specs, max_bytes)
     yield from batched(documents, DOCUMENT_SCHEMA, size_of=row_bytes)

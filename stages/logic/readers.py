@@ -234,7 +234,7 @@ def zstd_chunks(raw: IO[bytes]) -> Iterator[bytes]:
 def gzip_chunks(raw: IO[bytes]) -> Iterator[bytes]:
     try:
         with gzip.GzipFile(fileobj=raw) as stream:
-            while chunk := stream.read(CHUNK):
+            while chunk := stream.read1(CHUNK):
                 yield chunk
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise TruncatedStream(str(exc)) from None
@@ -266,7 +266,7 @@ def split_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
 def read_jsonl(reader: RecordReader, raw: IO[bytes]) -> Iterator[Document | Skip]:
     line_no = 0
     try:
-        for line_no, line in enumerate(split_lines(chunks_for(reader.uri, raw)), start=1):  # noqa: B007
+        for line_no, line in enumerate(split_lines(chunks_for(reader.uri, raw)), start=1):
             if not line.strip():
                 continue
             try:

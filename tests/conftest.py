@@ -1,0 +1,87 @@
+"""Shared fixtures: one real local Spark session, fixture corpora in the published layouts,
+and an S3-API server (moto) on loopback.
+
+AWS settings are exported before any Spark JVM starts, because Spark's Python workers
+inherit the environment of the JVM that launches them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "longmix-test-key-id",
+        "AWS_SECRET_ACCESS_KEY": "longmix-test-secret-value",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+)
+os.environ.pop("AWS_PROFILE", None)
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+from pipeline.config import SparkConfig, parse_config
+from pipeline.spark import build_session
+
+TEST_SPARK_CONF = {
+    "spark.ui.enabled": False,
+    "spark.ui.showConsoleProgress": False,
+    "spark.sql.shuffle.partitions": 4,
+}
+
+
+@pytest.fixture(scope="session")
+def spark():
+    session = build_session(SparkConfig(master="local[2]", conf=TEST_SPARK_CONF))
+    yield session
+    session.stop()
+
+
+def make_config(sources: dict, output: Path, **sections) -> object:
+    """A validated config for tests, with Spark quiet and the given sources."""
+    data = {
+        "run": {"name": "test", "output": str(output), "seed": 7, **sections.pop("run", {})},
+        "spark": {"master": "local[2]", "conf": dict(TEST_SPARK_CONF)},
+        "sources": sources,
+        **sections,
+    }
+    return parse_config(data)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1, talked to over real TCP by boto3 and pyarrow."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_client(s3_endpoint):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+
+
+def upload_tree(client, local: Path, bucket: str, prefix: str) -> None:
+    client.create_bucket(Bucket=bucket)
+    for path in sorted(local.rglob("*")):
+        if path.is_file():
+            client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(local).as_posix()}")

@@ -1,0 +1,65 @@
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import load_config
+from pipeline.errors import LongmixError
+
+MINIMAL = """
+run: {name: t, output: out, seed: 3}
+sources:
+  web: {preset: fineweb, path: data/*.parquet}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_loads_and_resolves_relative_paths(tmp_path):
+    config = load_config(write(tmp_path, MINIMAL), [f"run.workdir={tmp_path}"])
+    assert config.output == str(tmp_path / "out")
+    assert config.resolve("s3://b/x") == "s3://b/x"
+    assert config.source_specs()["web"].domain == "fineweb-2023-50"
+
+
+def test_set_overrides_parse_yaml_values(tmp_path):
+    config = load_config(
+        write(tmp_path, MINIMAL),
+        ["run.seed=11", "run.strict=true", "sources.web.domain=web", "concat.max_document_bytes=9"],
+    )
+    assert (config.run.seed, config.run.strict) == (11, True)
+    assert config.source_specs()["web"].domain == "web"
+    assert config.concat.max_document_bytes == 9
+
+
+def test_error_names_file_and_key(tmp_path):
+    path = write(tmp_path, MINIMAL.replace("seed: 3", "seed: many"))
+    with pytest.raises(LongmixError) as err:
+        load_config(path)
+    assert str(path) in str(err.value) and "run.seed" in str(err.value)
+
+
+def test_unknown_key_and_preset_are_named(tmp_path):
+    path = write(tmp_path, MINIMAL + "  other: {preset: nosuch, path: x}\ncolour: red\n")
+    with pytest.raises(LongmixError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert "sources.other.preset" in message and "nosuch" in message and "colour" in message
+
+
+def test_bad_override_is_reported(tmp_path):
+    with pytest.raises(LongmixError, match="key=value"):
+        load_config(write(tmp_path, MINIMAL), ["run.seed"])
+
+
+def test_secrets_are_redacted_in_the_saved_config(tmp_path):
+    config = load_config(
+        write(tmp_path, MINIMAL),
+        ["spark.conf.spark.hadoop.fs.s3a.secret.key=hunter2", "spark.conf.spark.executor.cores=2"],
+    )
+    saved = config.redacted()
+    assert "hunter2" not in str(saved)
+    assert saved["spark"]["conf"]["spark.executor.cores"] == 2

@@ -1,0 +1,33 @@
+"""`longmix demo` end to end, as `make demo` runs it."""
+
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.config import load_config
+from pipeline.presets import config_path
+
+
+@pytest.mark.slow
+def test_demo_runs_every_source(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "demo", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "demo done" in result.stderr
+    report = json.loads((tmp_path / "output/_report.json").read_text())
+    assert set(report["documents"]) == set(load_config(config_path("demo")).sources)
+    repos = report["documents"]["stack"]["thestackv1_concat_by_repo"]
+    assert repos["documents"] == repos["groups"] >= 5
+    assert report["sources"]["slimpajama"]["skipped"]["invalid_json"]["count"] == 1
+    table = pq.read_table(tmp_path / "output/documents")
+    assert table.num_rows == sum(
+        n["documents"] for domains in report["documents"].values() for n in domains.values()
+    )
+    assert (tmp_path / "output/config.resolved.yaml").exists()

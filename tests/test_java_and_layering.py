@@ -1,0 +1,78 @@
+"""Environment checks and the engine/logic boundary."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import stages.logic
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def path_without_java(tmp_path: Path) -> str:
+    """A PATH holding only what `make` and the CLI need, and no `java`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("make", "sh", "env"):
+        found = shutil.which(tool)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    (bin_dir / "python3").symlink_to(sys.executable)
+    return str(bin_dir)
+
+
+def no_java_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "JAVA_HOME"}
+    env["PATH"] = path_without_java(tmp_path)
+    return env
+
+
+def test_make_demo_without_java_prints_one_clear_line(tmp_path):
+    result = subprocess.run(
+        ["make", "-s", "demo", "PYTHON=python3"],
+        cwd=REPO,
+        env=no_java_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("longmix: error:")]
+    assert len(lines) == 1 and "Java 17+" in lines[0] and "apt-get install" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_without_java_prints_one_clear_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "demo", "--workdir", str(tmp_path / "d")],
+        env=no_java_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("longmix: error: Spark needs Java 17+")
+    assert "Traceback" not in result.stderr
+
+
+def test_per_partition_logic_never_imports_pyspark():
+    modules = sorted(
+        f"stages.logic.{p.stem}"
+        for p in Path(stages.logic.__file__).parent.glob("*.py")
+        if p.stem != "__init__"
+    )
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in modules)
+        + "assert not any(m.startswith('pyspark') for m in sys.modules), 'pyspark imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    assert len(modules) >= 6
+
+
+def test_stages_never_create_sessions():
+    for path in (REPO / "stages").rglob("*.py"):
+        text = path.read_text()
+        assert "builder" not in text and "getOrCreate" not in text, path

@@ -1,0 +1,74 @@
+"""Reading from an S3-API server on loopback gives the same documents as local disk."""
+
+import os
+
+import pyarrow.parquet as pq
+
+from pipeline import corpus
+from pipeline.demo import package_files
+from pipeline.main import prepare
+from stages.logic.storage import StorageOptions, expand
+from tests.conftest import make_config, upload_tree
+
+
+def build(root):
+    files = [(f"org/r{k % 3}", p, t) for k, (p, t) in enumerate(package_files("yaml"))]
+    corpus.write_stack(root / "stack", files, shards=3)
+    books = [
+        corpus.slimpajama_record(f"book {i}: " + "words " * (50 + i), "RedPajamaBook")
+        for i in range(30)
+    ]
+    corpus.write_jsonl(root / "sp/train/chunk1/example_train_0.jsonl.zst", [*books, b"{bad"])
+
+
+def sources(base):
+    return {
+        "stack": {"preset": "stack", "path": f"{base}/stack/data/*/*.parquet"},
+        "slimpajama": {"preset": "slimpajama", "path": f"{base}/sp/train/chunk*/*.jsonl.zst"},
+    }
+
+
+def documents(path):
+    return sorted(pq.read_table(path / "documents").to_pylist(), key=lambda d: d["id"])
+
+
+def test_s3_input_matches_local(tmp_path, s3_client, s3_endpoint, spark):
+    build(tmp_path / "corpus")
+    upload_tree(s3_client, tmp_path / "corpus", "raw", "corpora")
+    listed = expand("s3://raw/corpora/stack/data/*/*.parquet", StorageOptions(s3_endpoint))
+    assert [e.relative for e in listed] == [
+        f"python/train-0000{k}-of-00003.parquet" for k in range(3)
+    ]
+    local = prepare(make_config(sources(tmp_path / "corpus"), tmp_path / "local")).data
+    remote = prepare(
+        make_config(
+            sources("s3://raw/corpora"),
+            tmp_path / "remote",
+            storage={"s3_endpoint_url": s3_endpoint},
+        )
+    ).data
+    assert documents(tmp_path / "local") == documents(tmp_path / "remote")
+    assert local["documents"] == remote["documents"]
+    assert remote["sources"]["slimpajama"]["skipped"]["invalid_json"]["count"] == 1
+    secret = os.environ["AWS_SECRET_ACCESS_KEY"]
+    for name in ("_report.json", "config.resolved.yaml"):
+        assert secret not in (tmp_path / "remote" / name).read_text()
+
+
+def test_glob_matching_on_s3(s3_client, s3_endpoint, tmp_path):
+    for name in ("a/x.parquet", "a/b/y.parquet", "a/z.json", "c/w.parquet"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    upload_tree(s3_client, tmp_path, "globs", "p")
+    options = StorageOptions(s3_endpoint)
+    assert [e.relative for e in expand("s3://globs/p/a/*.parquet", options)] == ["x.parquet"]
+    assert [e.relative for e in expand("s3://globs/p/a/**/*.parquet", options)] == [
+        "b/y.parquet",
+        "x.parquet",
+    ]
+    assert [e.relative for e in expand("s3://globs/p/a", options)] == [
+        "b/y.parquet",
+        "x.parquet",
+        "z.json",
+    ]
+    assert expand("s3://globs/p/none/*.parquet", options) == []
