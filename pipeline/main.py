@@ -38,15 +38,36 @@ def storage_options(config: Config) -> StorageOptions:
 
 
 def discover(config: Config, storage: StorageOptions) -> list[ReadTask]:
-    """Every input file of every source; only names and sizes reach the driver."""
+    """Every input file of every source; only names and sizes reach the driver.
+
+    A file's `relative` name (which document ids carry) is its path under the deepest folder
+    shared by all files of its source: unique within the source, and the same for the same
+    layout on local disk and on S3."""
     tasks = []
     for name, source in config.sources.items():
+        entries = {}
         for pattern in source.paths():
-            entries = expand(config.resolve(pattern), storage)
-            if not entries:
+            found = expand(config.resolve(pattern), storage)
+            if not found:
                 raise LongmixError(f"source {name!r}: no files match {pattern}")
-            tasks += [ReadTask(name, e.uri, e.relative, e.size) for e in entries]
+            entries.update({entry.uri: entry for entry in found})
+        common = common_folder(list(entries))
+        tasks += [
+            ReadTask(name, uri, uri[len(common) :].lstrip("/"), entry.size)
+            for uri, entry in sorted(entries.items())
+        ]
     return tasks
+
+
+def common_folder(uris: list[str]) -> str:
+    parts = [uri.split("/")[:-1] for uri in uris]
+    shared = parts[0]
+    for other in parts[1:]:
+        size = next(
+            (i for i, (a, b) in enumerate(zip(shared, other, strict=False)) if a != b), None
+        )
+        shared = shared[: min(len(shared), len(other)) if size is None else size]
+    return "/".join(shared)
 
 
 def bad_record_message(exc: BaseException) -> str | None:
