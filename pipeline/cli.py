@@ -65,6 +65,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print_summary(report.data)
     console.print(
         f"[bold green]demo done[/]: documents in {report['outputs']['documents']}, "
+        f"packed sequences in {report['outputs']['sequences']}, "
         f"report in {config.output}/_report.json"
     )
     return 0
@@ -98,8 +99,30 @@ def print_summary(report: dict) -> None:
             )
     if skipped.row_count:
         console.print(skipped)
+    if "packing" in report:
+        console.print(packing_table(report))
     seconds = sum(report["stage_seconds"].values())
     console.print(f"{report['input']['files']} input files, stages took {seconds:.1f} s")
+
+
+def packing_table(report: dict) -> Table:
+    table = Table(title=f"packed sequences ({report['tokenizer']['name']} tokens)")
+    columns = ("domain", "length", "docs", "tokens in", "sequences", "dropped", "accounted")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "domain" else "right")
+    for domain, lengths in sorted(report["packing"].items()):
+        for length, n in sorted(lengths.items()):
+            dropped = sum(d["tokens"] for d in n["dropped"].values())
+            table.add_row(
+                domain,
+                length,
+                f"{n['documents_in']:,}",
+                f"{n['tokens_in']:,}",
+                f"{n['sequences']:,}",
+                f"{dropped:,}",
+                "yes" if n["tokens_accounted"] else "NO",
+            )
+    return table
 
 
 COMMANDS = {"prepare": run_prepare, "demo": run_demo}

@@ -63,3 +63,22 @@ def test_secrets_are_redacted_in_the_saved_config(tmp_path):
     saved = config.redacted()
     assert "hunter2" not in str(saved)
     assert saved["spark"]["conf"]["spark.executor.cores"] == 2
+
+
+def test_bundled_presets_validate_and_say_what_the_release_did():
+    from pipeline.presets import REPOSITORY
+
+    configs = {p.stem: load_config(p) for p in REPOSITORY.glob("*.yaml")}
+    assert {"demo", "prolong-64k", "prolong-512k", "sft-ultrachat-64k"} <= set(configs)
+    long64 = configs["prolong-64k"].packing
+    assert long64.sequence_length == 65536
+    assert {d for d, p in long64.domains.items() if p.mode == "long"} == {
+        "thestackv1_concat_by_repo",
+        "book",
+        "textbooks",
+    }
+    long512 = configs["prolong-512k"].packing
+    assert long512.lengths("thestackv1_concat_by_repo") == {524288: 0.5, 65536: 0.5}
+    assert round(long512.lengths("book")[524288], 3) == round(5 / 30, 3)
+    assert long512.lengths("fineweb-edu") == {524288: 1.0}
+    assert configs["sft-ultrachat-64k"].packing.for_domain("ultrachat").mode == "sft"

@@ -31,3 +31,12 @@ def test_demo_runs_every_source(tmp_path):
         n["documents"] for domains in report["documents"].values() for n in domains.values()
     )
     assert (tmp_path / "output/config.resolved.yaml").exists()
+    assert report["tokenizer"]["bos_id"] == 128000
+    for domain, lengths in report["packing"].items():
+        for length, numbers in lengths.items():
+            assert numbers["tokens_accounted"], (domain, length)
+            assert numbers["tokens_out"] == numbers["sequences"] * int(length)
+    sequences = pq.read_table(tmp_path / "output/sequences")
+    assert sequences.num_rows == sum(
+        n["sequences"] for lengths in report["packing"].values() for n in lengths.values()
+    )

@@ -1,0 +1,126 @@
+"""End-to-end `longmix prepare` throughput against the bare tokenizer on the same corpus.
+
+    python benchmarks/bench_prepare.py [--mb 150] [--backend tiktoken|quicktok] [--workdir DIR]
+
+The corpus is real Python source from the installed packages, one Stack repository per
+top-level package. The bare figure is the tokenizer alone on the documents the pipeline
+tokenizes (repositories concatenated), with as many threads as cores. The pipeline figure is
+the whole `longmix prepare` process (JVM start, read, concatenation, tokenization, packing,
+writing). The last line is machine-readable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from memory import run_measured
+
+from pipeline import corpus
+from stages.logic.tokenizers import TokenizerSpec, load_tokenizer
+
+
+def write_corpus(folder: Path, total_bytes: int, shards: int = 8) -> int:
+    root = Path(sysconfig.get_paths()["purelib"])
+    (folder / "data/python").mkdir(parents=True, exist_ok=True)
+    writers = [
+        pq.ParquetWriter(
+            folder / f"data/python/train-{k:05d}-of-{shards:05d}.parquet", corpus.STACK_SCHEMA
+        )
+        for k in range(shards)
+    ]
+    written, batch, batches = 0, [], 0
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if not text.strip():
+            continue
+        relative = path.relative_to(root).as_posix()
+        batch.append(corpus.stack_row(f"pypi/{relative.split('/')[0]}", relative, text))
+        written += len(text.encode("utf-8"))
+        if len(batch) == 200:
+            writers[batches % shards].write_table(pa.Table.from_pylist(batch, corpus.STACK_SCHEMA))
+            batch, batches = [], batches + 1
+        if written >= total_bytes:
+            break
+    if batch:
+        writers[batches % shards].write_table(pa.Table.from_pylist(batch, corpus.STACK_SCHEMA))
+    for writer in writers:
+        writer.close()
+    return written
+
+
+def bare_tokens_per_second(documents: list[str], spec: TokenizerSpec) -> tuple[int, float]:
+    tokenizer = load_tokenizer(spec)
+    start = time.perf_counter()
+    tokens = 0
+    for k in range(0, len(documents), 16):
+        ids, _ = tokenizer.encode_batch(documents[k : k + 16])
+        tokens += len(ids)
+    return tokens, tokens / (time.perf_counter() - start)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--mb", type=int, default=150)
+    parser.add_argument("--backend", default="tiktoken", choices=["tiktoken", "quicktok"])
+    parser.add_argument("--encoding", default="cl100k_base")
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="longmix-bench-"))
+    text_bytes = write_corpus(workdir / "stack", args.mb * 1024 * 1024)
+    config = {
+        "run": {"name": "bench-prepare", "output": str(workdir / "output"), "seed": 1},
+        "spark": {"master": f"local[{cores}]", "conf": {"spark.ui.enabled": False}},
+        "sources": {"stack": {"preset": "stack", "path": str(workdir / "stack/data/*/*.parquet")}},
+        "tokenizer": {"backend": args.backend, "name": args.encoding, "threads": 1},
+        "packing": {"sequence_length": 65536},
+    }
+    (workdir / "bench.yaml").write_text(json.dumps(config))
+    start = time.perf_counter()
+    code, peak = run_measured(
+        [sys.executable, "-m", "pipeline.cli", "prepare", str(workdir / "bench.yaml")],
+        stdout=sys.stderr,
+        stderr=sys.stderr,
+    )
+    seconds = time.perf_counter() - start
+    if code:
+        return code
+    report = json.loads((workdir / "output/_report.json").read_text())
+    tokens = sum(n["tokens_in"] for per in report["packing"].values() for n in per.values())
+    documents = (
+        pq.read_table(workdir / "output/documents", columns=["text"]).column("text").to_pylist()
+    )
+    bare_tokens, bare_rate = bare_tokens_per_second(
+        documents, TokenizerSpec(args.backend, args.encoding, threads=cores)
+    )
+    assert bare_tokens == tokens, (bare_tokens, tokens)
+    rate = tokens / seconds
+    stages = report["stage_seconds"]
+    print(
+        f"corpus: {text_bytes / 1e6:.1f} MB of real source, {tokens / 1e6:.1f} M tokens ({args.encoding})"
+    )
+    print(f"bare {args.backend} ({cores} threads): {bare_rate / 1e6:.2f} M tokens/s")
+    print(
+        f"longmix prepare end to end: {seconds:.1f} s, {rate / 1e6:.2f} M tokens/s, peak {peak / 1e9:.2f} GB"
+    )
+    print(f"stages (s): {json.dumps(stages)}")
+    print(
+        f"ratio_vs_bare={rate / bare_rate:.3f} tokens_per_s={rate:.0f} "
+        f"backend={args.backend} cores={cores}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
