@@ -107,12 +107,10 @@ def main() -> int:
     assert bare_tokens == tokens, (bare_tokens, tokens)
     rate = tokens / seconds
     stages = report["stage_seconds"]
-    print(
-        f"corpus: {text_bytes / 1e6:.1f} MB of real source, {tokens / 1e6:.1f} M tokens ({args.encoding})"
-    )
+    print(f"corpus: {text_bytes / 1e6:.1f} MB of real source, {tokens / 1e6:.1f} M tokens")
     print(f"bare {args.backend} ({cores} threads): {bare_rate / 1e6:.2f} M tokens/s")
     print(
-        f"longmix prepare end to end: {seconds:.1f} s, {rate / 1e6:.2f} M tokens/s, peak {peak / 1e9:.2f} GB"
+        f"longmix prepare: {seconds:.1f} s, {rate / 1e6:.2f} M tokens/s, peak {peak / 1e9:.2f} GB"
     )
     print(f"stages (s): {json.dumps(stages)}")
     print(
