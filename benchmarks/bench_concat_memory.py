@@ -77,7 +77,11 @@ def main() -> int:
     config.write_text(
         json.dumps(
             {
-                "run": {"name": "bench-concat", "output": str(workdir / "output")},
+                "run": {
+                    "name": "bench-concat",
+                    "output": str(workdir / "output"),
+                    "until": "documents",
+                },
                 "spark": {"master": "local[2]", "conf": {"spark.ui.enabled": False}},
                 "sources": {
                     "stack": {"preset": "stack", "path": str(workdir / "stack/data/*/*.parquet")}

@@ -63,11 +63,8 @@ def run_demo(args: argparse.Namespace) -> int:
     config = load_config(config_path("demo"), [f"run.workdir={workdir}", *args.overrides])
     report = prepare(config, args.master)
     print_summary(report.data)
-    console.print(
-        f"[bold green]demo done[/]: documents in {report['outputs']['documents']}, "
-        f"packed sequences in {report['outputs']['sequences']}, "
-        f"report in {config.output}/_report.json"
-    )
+    outputs = ", ".join(f"{name} in {uri}" for name, uri in report["outputs"].items())
+    console.print(f"[bold green]demo done[/]: {outputs}; report in {config.output}/_report.json")
     return 0
 
 

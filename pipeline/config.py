@@ -34,6 +34,9 @@ class RunConfig(Strict):
     workdir: str = "."
     seed: int = 0
     strict: bool = False
+    until: Literal["documents", "sequences"] = Field(
+        default="sequences", description="the last stage to run"
+    )
 
 
 class SparkConfig(Strict):

@@ -117,15 +117,17 @@ def prepare(config: Config, master: str | None = None) -> RunReport:
         records.unpersist()
         with report.stage("summarize"):
             report["documents"] = summarize_documents(spark.read.parquet(documents_uri))
-        with report.stage("tokenize_and_pack"):
-            sequences_uri = join(output, SEQUENCES_DIR)
-            tokenize_and_pack(spark, config, documents_uri, sequences_uri, report)
+        outputs = {"documents": documents_uri}
+        if config.run.until == "sequences":
+            outputs["sequences"] = join(output, SEQUENCES_DIR)
+            with report.stage("tokenize_and_pack"):
+                tokenize_and_pack(spark, config, documents_uri, outputs["sequences"], report)
     except Exception as exc:
         message = bad_record_message(exc)
         if message:
             raise LongmixError(message) from None
         raise
-    report["outputs"] = {"documents": documents_uri, "sequences": sequences_uri}
+    report["outputs"] = outputs
     write_text(join(output, "_report.json"), report.to_json() + "\n", storage)
     write_text(
         join(output, "config.resolved.yaml"),

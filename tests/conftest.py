@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 os.environ.update(
     {
@@ -51,6 +54,18 @@ def make_config(sources: dict, output: Path, **sections) -> object:
         **sections,
     }
     return parse_config(data)
+
+
+def prepare_cli(config: dict, folder: Path, name: str) -> subprocess.CompletedProcess:
+    """`longmix prepare` in its own process (its own JVM, so its own master and cores)."""
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "prepare", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def free_port() -> int:

@@ -2,16 +2,13 @@
 mode the CLI stops with one line naming the file and the record, and no traceback."""
 
 import json
-import subprocess
-import sys
 
 import pyarrow as pa
 import pytest
-import yaml
 
 from pipeline import corpus
 from pipeline.main import prepare
-from tests.conftest import TEST_SPARK_CONF, make_config
+from tests.conftest import TEST_SPARK_CONF, make_config, prepare_cli
 
 
 @pytest.fixture(scope="module")
@@ -93,14 +90,7 @@ def test_strict_mode_cli_prints_one_line(tmp_path, bad_corpus):
         "spark": {"master": "local[1]", "conf": TEST_SPARK_CONF},
         "sources": {"wikipedia": sources(bad_corpus)["wikipedia"]},
     }
-    path = tmp_path / "strict.yaml"
-    path.write_text(yaml.safe_dump(config))
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "prepare", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = prepare_cli(config, tmp_path, "strict")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr + result.stdout
     errors = [line for line in result.stderr.splitlines() if "longmix: error:" in line]

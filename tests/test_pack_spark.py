@@ -2,18 +2,15 @@
 and input file order; every decoded segment occurs verbatim in its source document."""
 
 import json
-import subprocess
-import sys
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from pipeline import corpus
 from pipeline.demo import descriptions, package_files
 from pipeline.main import prepare
 from stages.logic.tokenizers import TokenizerSpec, load_tokenizer
-from tests.conftest import TEST_SPARK_CONF, make_config
+from tests.conftest import TEST_SPARK_CONF, make_config, prepare_cli
 
 PACKING = {
     "sequence_length": 512,
@@ -75,14 +72,7 @@ def run_cli(tmp_path, name, root, master, partitions, reverse):
         "packing": {**PACKING, "partitions": partitions},
         "read_target_bytes": 40_000 if reverse else 10**9,
     }
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "prepare", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = prepare_cli(config, tmp_path, name)
     assert result.returncode == 0, result.stderr[-3000:]
     return samples(tmp_path / name)
 
