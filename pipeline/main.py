@@ -174,6 +174,9 @@ def tokenize_and_pack(
     domains = sorted({d for per in report["documents"].values() for d in per})
     specs = pack_specs(config, domains, tokenizer)
     spark.conf.set("spark.sql.files.maxPartitionBytes", str(config.packing.split_bytes))
+    # A document can be tens of MB: the vectorized reader asks the JVM for one contiguous
+    # buffer per column batch (hundreds of MB); the row reader holds one document at a time.
+    spark.conf.set("spark.sql.parquet.enableVectorizedReader", "false")
     tokens = tokenize(spark.read.parquet(documents_uri), spec)
     lengths = {d: config.packing.lengths(d) for d in domains}
     assigned = assign(tokens, lengths, config.packing.buckets, config.run.seed).persist(
