@@ -15,48 +15,17 @@ import argparse
 import json
 import os
 import sys
-import sysconfig
 import tempfile
 import time
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from memory import run_measured
+from sources import write_stack_corpus
 
-from pipeline import corpus
 from stages.logic.tokenizers import TokenizerSpec, load_tokenizer
-
-
-def write_corpus(folder: Path, total_bytes: int, shards: int = 8) -> int:
-    root = Path(sysconfig.get_paths()["purelib"])
-    (folder / "data/python").mkdir(parents=True, exist_ok=True)
-    writers = [
-        pq.ParquetWriter(
-            folder / f"data/python/train-{k:05d}-of-{shards:05d}.parquet", corpus.STACK_SCHEMA
-        )
-        for k in range(shards)
-    ]
-    written, batch, batches = 0, [], 0
-    for path in sorted(root.rglob("*.py")):
-        text = path.read_text(encoding="utf-8", errors="replace")
-        if not text.strip():
-            continue
-        relative = path.relative_to(root).as_posix()
-        batch.append(corpus.stack_row(f"pypi/{relative.split('/')[0]}", relative, text))
-        written += len(text.encode("utf-8"))
-        if len(batch) == 200:
-            writers[batches % shards].write_table(pa.Table.from_pylist(batch, corpus.STACK_SCHEMA))
-            batch, batches = [], batches + 1
-        if written >= total_bytes:
-            break
-    if batch:
-        writers[batches % shards].write_table(pa.Table.from_pylist(batch, corpus.STACK_SCHEMA))
-    for writer in writers:
-        writer.close()
-    return written
 
 
 def bare_tokens_per_second(documents: list[str], spec: TokenizerSpec) -> tuple[int, float]:
@@ -78,7 +47,12 @@ def main() -> int:
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="longmix-bench-"))
-    text_bytes = write_corpus(workdir / "stack", args.mb * 1024 * 1024)
+    text_bytes = write_stack_corpus(
+        workdir / "stack",
+        args.mb * 1024 * 1024,
+        repository=lambda path: f"pypi/{path.split('/')[0]}",
+        shards=8,
+    )
     config = {
         "run": {"name": "bench-prepare", "output": str(workdir / "output"), "seed": 1},
         "spark": {"master": f"local[{cores}]", "conf": {"spark.ui.enabled": False}},
@@ -88,14 +62,15 @@ def main() -> int:
     }
     (workdir / "bench.yaml").write_text(json.dumps(config))
     start = time.perf_counter()
-    code, peak = run_measured(
+    run = run_measured(
         [sys.executable, "-m", "pipeline.cli", "prepare", str(workdir / "bench.yaml")],
         stdout=sys.stderr,
         stderr=sys.stderr,
     )
     seconds = time.perf_counter() - start
-    if code:
-        return code
+    if run.code:
+        print(f"prepare failed with exit code {run.code}", file=sys.stderr)
+        return run.code
     report = json.loads((workdir / "output/_report.json").read_text())
     tokens = sum(n["tokens_in"] for per in report["packing"].values() for n in per.values())
     documents = (
@@ -110,7 +85,8 @@ def main() -> int:
     print(f"corpus: {text_bytes / 1e6:.1f} MB of real source, {tokens / 1e6:.1f} M tokens")
     print(f"bare {args.backend} ({cores} threads): {bare_rate / 1e6:.2f} M tokens/s")
     print(
-        f"longmix prepare: {seconds:.1f} s, {rate / 1e6:.2f} M tokens/s, peak {peak / 1e9:.2f} GB"
+        f"longmix prepare: {seconds:.1f} s, {rate / 1e6:.2f} M tokens/s, "
+        f"peak {run.peak / 1e9:.2f} GB (largest process: {run.biggest()})"
     )
     print(f"stages (s): {json.dumps(stages)}")
     print(

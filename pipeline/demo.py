@@ -128,8 +128,9 @@ def build_corpus(root: Path) -> None:
         corpus.OPENWEBMATH_SCHEMA,
     )
     pairs = [
-        (f"What does the Python module `{name}` do?", text)
-        for name, text in [(title, text) for items in books.values() for title, text in items]
+        (f"What does the Python module `{title}` do?", text)
+        for items in books.values()
+        for title, text in items
     ]
     corpus.write_jsonl(
         root / "tulu-v2-sft-mixture/data/tulu_v2.jsonl",

@@ -21,9 +21,9 @@ from stages.logic.storage import StorageOptions, expand, is_s3, join, write_text
 from stages.logic.tokenizers import Tokenizer, TokenizerError, load_tokenizer
 
 DOCUMENTS_DIR = "documents"
-# A document can be tens of MB; parquet's min/max statistics and dictionary attempt would
-# each copy such a value on the JVM heap, so both are off for the text column.
-# Small row groups let the tokenize stage split the documents by bytes.
+# A document can be tens of MB: parquet's min/max statistics and dictionary attempt would
+# each copy such a value on the JVM heap, so both are off for the text column; small row
+# groups let the tokenize stage split the documents by bytes.
 TEXT_PARQUET_OPTIONS = {
     "parquet.column.statistics.enabled#text": "false",
     "parquet.enable.dictionary#text": "false",
@@ -79,7 +79,8 @@ def bad_record_message(exc: BaseException) -> str | None:
 
 
 def prepare(config: Config, master: str | None = None) -> RunReport:
-    """Run the pipeline as far as it goes: read, concatenate, write documents and the report."""
+    """Run the pipeline up to `run.until`: read, concatenate and write documents, then
+    tokenize and pack them into sequences; write the report and the resolved config."""
     from pyspark import StorageLevel
 
     from stages.concat import concatenate, summarize_documents

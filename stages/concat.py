@@ -74,6 +74,6 @@ def summarize_documents(documents: DataFrame) -> dict:
     )
     summary: dict[str, dict] = {}
     for row in sorted(rows, key=lambda r: (r.source, r.domain)):
-        summary.setdefault(row.source, {})[row.domain] = row.asDict()
-        del summary[row.source][row.domain]["source"], summary[row.source][row.domain]["domain"]
+        numbers = {k: v for k, v in row.asDict().items() if k not in ("source", "domain")}
+        summary.setdefault(row.source, {})[row.domain] = numbers
     return summary

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from stages.logic.documents import READ_SCHEMA
@@ -33,8 +34,6 @@ def read_sources(
 
 def summarize_read(records: DataFrame) -> dict:
     """Documents and bytes per source and domain, and skipped records by reason and file."""
-    from pyspark.sql import functions as F
-
     kept = (
         records.where(F.col("skip_reason").isNull())
         .groupBy("source", "domain")

@@ -165,15 +165,15 @@ def read_file(
         yield reader.skip(None, "unreadable_file", str(exc))
 
 
-def read_parquet(reader: RecordReader, raw: IO[bytes]) -> Iterator[Document | Skip]:
+def read_parquet(reader: RecordReader, raw: pa.NativeFile) -> Iterator[Document | Skip]:
     spec = reader.spec
+    if raw.size() == 0:
+        yield reader.skip(None, "empty_file")
+        return
     try:
         parquet = pq.ParquetFile(raw)
     except (pa.ArrowInvalid, OSError) as exc:
-        if getattr(raw, "size", lambda: 1)() == 0:
-            yield reader.skip(None, "empty_file")
-        else:
-            yield reader.skip(None, "unreadable_file", str(exc))
+        yield reader.skip(None, "unreadable_file", str(exc))
         return
     names = set(parquet.schema_arrow.names)
     missing = [c for c in spec.required_columns() if c not in names]

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from stages.logic.tokenizers import Tokenizer, TokenizerError, TokenizerSpec, load_tokenizer
 
@@ -105,8 +106,8 @@ def tokenize_partition(
     """mapInArrow body: DOCUMENT_SCHEMA batches in, TOKENS_SCHEMA batches out."""
     tokenizer = load_tokenizer(spec)
     for batch in batches:
-        is_chat = pa.compute.equal(batch.column("kind"), "chat")
-        text = batch.filter(pa.compute.invert(is_chat))
+        is_chat = pc.equal(batch.column("kind"), "chat")
+        text = batch.filter(pc.invert(is_chat))
         chat = batch.filter(is_chat)
         if text.num_rows:
             yield tokenize_text(text, tokenizer)
