@@ -44,6 +44,7 @@ def main() -> int:
     parser.add_argument("--backend", default="tiktoken", choices=["tiktoken", "quicktok"])
     parser.add_argument("--encoding", default="cl100k_base")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--length", type=int, default=65536, help="sequence length to pack")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="longmix-bench-"))
@@ -58,7 +59,7 @@ def main() -> int:
         "spark": {"master": f"local[{cores}]", "conf": {"spark.ui.enabled": False}},
         "sources": {"stack": {"preset": "stack", "path": str(workdir / "stack/data/*/*.parquet")}},
         "tokenizer": {"backend": args.backend, "name": args.encoding, "threads": 1},
-        "packing": {"sequence_length": 65536},
+        "packing": {"sequence_length": args.length},
     }
     (workdir / "bench.yaml").write_text(json.dumps(config))
     start = time.perf_counter()
@@ -88,6 +89,8 @@ def main() -> int:
         f"longmix prepare: {seconds:.1f} s, {rate / 1e6:.2f} M tokens/s, "
         f"peak {run.peak / 1e9:.2f} GB (largest process: {run.biggest()})"
     )
+    workers = [size for name, size in run.largest.items() if "python" in name]
+    print(f"largest Python worker at {args.length}-token packing: {max(workers) / 1e9:.2f} GB")
     print(f"stages (s): {json.dumps(stages)}")
     print(
         f"ratio_vs_bare={rate / bare_rate:.3f} tokens_per_s={rate:.0f} "
