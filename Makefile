@@ -6,7 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format dist clean check-java
+PEERS := benchmarks/.peers
+
+.PHONY: demo test lint format dist clean check-java peers
 
 check-java:
 	@$(PYTHON) -m pipeline.java
@@ -24,9 +26,12 @@ test: check-java $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+peers: $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps --target $(PEERS) -r benchmarks/peers.txt
+
 lint: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) demo build dist .pytest_cache
+	rm -rf $(VENV) $(PEERS) demo build dist .pytest_cache

@@ -104,7 +104,17 @@ def print_summary(report: dict) -> None:
 
 def packing_table(report: dict) -> Table:
     table = Table(title=f"packed sequences ({report['tokenizer']['name']} tokens)")
-    columns = ("domain", "length", "docs", "tokens in", "sequences", "dropped", "accounted")
+    columns = (
+        "domain",
+        "length",
+        "docs",
+        "tokens in",
+        "sequences",
+        "dropped",
+        "padding",
+        "split docs: concat / bfd",
+        "accounted",
+    )
     for column in columns:
         table.add_column(column, justify="left" if column == "domain" else "right")
     for domain, lengths in sorted(report["packing"].items()):
@@ -117,9 +127,16 @@ def packing_table(report: dict) -> Table:
                 f"{n['tokens_in']:,}",
                 f"{n['sequences']:,}",
                 f"{dropped:,}",
+                f"{n['padding_tokens']:,}",
+                truncation(n),
                 "yes" if n["tokens_accounted"] else "NO",
             )
     return table
+
+
+def truncation(numbers: dict) -> str:
+    rates = numbers.get("truncation_rate")
+    return f"{rates['concat']:.1%} / {rates['bfd']:.1%}" if rates else "-"
 
 
 COMMANDS = {"prepare": run_prepare, "demo": run_demo}

@@ -12,9 +12,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.errors import LongmixError
+from stages.logic.pack import DEFAULT_WINDOW_TOKENS
 from stages.logic.sources import PRESETS, SourceSpec
 from stages.logic.tokenizers import TokenizerSpec
 
@@ -107,8 +115,17 @@ class TokenizerConfig(Strict):
 
 class DomainPacking(Strict):
     mode: Literal["long", "short", "sft"] = "short"
+    method: Literal["concat", "bfd"] = Field(
+        default="concat", description="short data: concatenate, or best-fit-decreasing"
+    )
     lengths: dict[int, float] | None = None
     min_length: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def best_fit_is_for_short_data(self) -> DomainPacking:
+        if self.method == "bfd" and self.mode != "short":
+            raise ValueError(f"method bfd packs short data; this domain's mode is {self.mode}")
+        return self
 
     @field_validator("lengths")
     @classmethod
@@ -122,8 +139,10 @@ class PackingConfig(Strict):
     sequence_length: int = Field(default=65536, gt=0)
     buckets: int = Field(default=64, gt=0, description="fixed packing units, not partitions")
     domains: dict[str, DomainPacking] = Field(default_factory=dict)
-    split_bytes: int = Field(default=64 * 1024 * 1024, gt=0, description="text per tokenize task")
     partitions: int | None = Field(default=None, gt=0, description="default: 2 x cores")
+    bfd_window_tokens: int = Field(
+        default=DEFAULT_WINDOW_TOKENS, gt=0, description="tokens placed together by bfd"
+    )
 
     def for_domain(self, domain: str) -> DomainPacking:
         return self.domains.get(domain, DomainPacking())

@@ -14,10 +14,19 @@ from pipeline.config import Config
 from pipeline.errors import LongmixError
 from pipeline.report import RunReport
 from pipeline.spark import build_session
-from stages.logic.pack import PackSpec
+from pipeline.summary import documents_section, packing_section, sources_section
+from stages.logic.documents import (
+    DOCUMENT_TALLY_COLUMNS,
+    READ_TALLY_COLUMNS,
+    count_document,
+    count_record,
+)
+from stages.logic.pack import PackSpec, SpecKey
 from stages.logic.read import ReadTask
 from stages.logic.readers import BadRecordError
+from stages.logic.sequences import SequencePlan
 from stages.logic.storage import StorageOptions, expand, is_s3, join, write_text
+from stages.logic.tally import Tally
 from stages.logic.tokenizers import Tokenizer, TokenizerError, load_tokenizer
 
 DOCUMENTS_DIR = "documents"
@@ -30,7 +39,7 @@ TEXT_PARQUET_OPTIONS = {
     "parquet.block.size": str(16 * 1024 * 1024),
     "compression": "zstd",
 }
-SEQUENCES_DIR = "sequences"
+PACKED_DIR = "packed"
 
 
 def storage_options(config: Config) -> StorageOptions:
@@ -79,12 +88,9 @@ def bad_record_message(exc: BaseException) -> str | None:
 
 
 def prepare(config: Config, master: str | None = None) -> RunReport:
-    """Run the pipeline up to `run.until`: read, concatenate and write documents, then
-    tokenize and pack them into sequences; write the report and the resolved config."""
-    from pyspark import StorageLevel
-
-    from stages.concat import concatenate, summarize_documents
-    from stages.read import read_sources, summarize_read
+    """Run the pipeline up to `run.until` (documents, or packed sequences); write the report
+    and the resolved config beside the output."""
+    from stages.read import read_sources
 
     storage = storage_options(config)
     output = config.output
@@ -97,32 +103,19 @@ def prepare(config: Config, master: str | None = None) -> RunReport:
         tasks = discover(config, storage)
     report["input"] = {"files": len(tasks), "bytes": sum(t.size for t in tasks)}
     spark = build_session(config.spark, master)
-    specs = config.source_specs()
     try:
         records = read_sources(
-            spark, tasks, specs, storage, config.run.strict, config.read_target_bytes
-        ).persist(StorageLevel.DISK_ONLY)
-        with report.stage("read"):
-            report["sources"] = summarize_read(records)
-        kept = records.where(records.skip_reason.isNull())
-        documents = concatenate(
-            kept,
-            specs,
-            config.run.seed,
-            config.concat.max_document_bytes,
-            config.concat.partitions or spark.sparkContext.defaultParallelism * 2,
+            spark,
+            tasks,
+            config.source_specs(),
+            storage,
+            config.run.strict,
+            config.read_target_bytes,
         )
-        documents_uri = join(output, DOCUMENTS_DIR)
-        with report.stage("concatenate_and_write"):
-            documents.write.options(**TEXT_PARQUET_OPTIONS).mode("overwrite").parquet(documents_uri)
-        records.unpersist()
-        with report.stage("summarize"):
-            report["documents"] = summarize_documents(spark.read.parquet(documents_uri))
-        outputs = {"documents": documents_uri}
-        if config.run.until == "sequences":
-            outputs["sequences"] = join(output, SEQUENCES_DIR)
-            with report.stage("tokenize_and_pack"):
-                tokenize_and_pack(spark, config, documents_uri, outputs["sequences"], report)
+        if config.run.until == "documents":
+            outputs = write_documents(spark, config, records, report)
+        else:
+            outputs = write_sequences(spark, config, records, report)
     except Exception as exc:
         message = bad_record_message(exc)
         if message:
@@ -138,10 +131,38 @@ def prepare(config: Config, master: str | None = None) -> RunReport:
     return report
 
 
-def pack_specs(
-    config: Config, domains: list[str], tokenizer: Tokenizer
-) -> dict[tuple[str, int], PackSpec]:
+def write_documents(spark, config: Config, records, report: RunReport) -> dict[str, str]:
+    """The concatenated documents as parquet: a checkpoint to inspect, not the fast path."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from stages.concat import concatenate
+    from stages.tally import collect_tally
+
+    records = records.persist(StorageLevel.DISK_ONLY)
+    with report.stage("read"):
+        read = collect_tally(records, READ_TALLY_COLUMNS, count_record)
+    documents = concatenate(
+        records.where(F.col("skip_reason").isNull()),
+        config.source_specs(),
+        config.run.seed,
+        config.concat.max_document_bytes,
+        config.concat.partitions or spark.sparkContext.defaultParallelism * 2,
+    )
+    uri = join(config.output, DOCUMENTS_DIR)
+    with report.stage("concatenate_and_write"):
+        documents.write.options(**TEXT_PARQUET_OPTIONS).mode("overwrite").parquet(uri)
+    records.unpersist()
+    with report.stage("summarize"):
+        written = collect_tally(spark.read.parquet(uri), DOCUMENT_TALLY_COLUMNS, count_document)
+    report["sources"] = sources_section(read)
+    report["documents"] = documents_section(written)
+    return {"documents": uri}
+
+
+def pack_specs(config: Config, tokenizer: Tokenizer) -> dict[SpecKey, PackSpec]:
     specs = {}
+    domains = sorted({d for source in config.source_specs().values() for d in source.domains})
     for domain in domains:
         packing = config.packing.for_domain(domain)
         for length in config.packing.lengths(domain):
@@ -151,53 +172,62 @@ def pack_specs(
                 min_length=length if packing.min_length is None else packing.min_length,
                 bos=tokenizer.bos_id,
                 eos=tokenizer.eos_id,
+                method=packing.method,
+                window_tokens=config.packing.bfd_window_tokens,
             )
     return specs
 
 
-def tokenize_and_pack(
-    spark, config: Config, documents_uri: str, sequences_uri: str, report: RunReport
-) -> None:
-    """Documents (split by bytes) to tokens to exact-length sequences, with token accounts."""
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
-
-    from stages.pack import assign, pack, pack_leftovers, summarize_packing
-    from stages.tokenize import tokenize
-
-    task_cpus = int(spark.conf.get("spark.task.cpus", "1"))
-    spec = config.tokenizer.spec(task_cpus)
+def sequence_plan(spark, config: Config, report: RunReport) -> SequencePlan:
+    spec = config.tokenizer.spec(int(spark.conf.get("spark.task.cpus", "1")))
     try:
         tokenizer = load_tokenizer(spec)
     except TokenizerError as exc:
         raise LongmixError(str(exc)) from None
     report["tokenizer"] = tokenizer.identity()
-    domains = sorted({d for per in report["documents"].values() for d in per})
-    specs = pack_specs(config, domains, tokenizer)
-    spark.conf.set("spark.sql.files.maxPartitionBytes", str(config.packing.split_bytes))
-    # A document can be tens of MB: the vectorized reader asks the JVM for one contiguous
-    # buffer per column batch (hundreds of MB); the row reader holds one document at a time.
-    spark.conf.set("spark.sql.parquet.enableVectorizedReader", "false")
-    tokens = tokenize(spark.read.parquet(documents_uri), spec)
-    lengths = {d: config.packing.lengths(d) for d in domains}
-    assigned = assign(tokens, lengths, config.packing.buckets, config.run.seed).persist(
-        StorageLevel.DISK_ONLY
+    packs = pack_specs(config, tokenizer)
+    return SequencePlan(
+        sources=config.source_specs(),
+        max_document_bytes=config.concat.max_document_bytes,
+        tokenizer=spec,
+        packs=packs,
+        lengths={domain: config.packing.lengths(domain) for domain, _ in packs},
+        seed=config.run.seed,
     )
-    partitions = config.packing.partitions or spark.sparkContext.defaultParallelism * 2
-    packed = pack(assigned, specs, partitions).persist(StorageLevel.DISK_ONLY)
-    leftovers = pack_leftovers(packed, specs, config.packing.buckets).persist(
-        StorageLevel.DISK_ONLY
+
+
+def write_sequences(spark, config: Config, records, report: RunReport) -> dict[str, str]:
+    """Records to packed sequences in one pass, then the partial sequences packed together.
+
+    Everything the pass emits is written once, split by `row_type`: sequences, the buckets'
+    partial sequences, and one tally per task (the report's numbers), so no second pass or
+    persisted copy of the corpus is needed to count it."""
+    from pyspark.sql import functions as F
+
+    from stages.leftovers import pack_leftovers
+    from stages.sequences import build_sequences
+
+    plan = sequence_plan(spark, config, report)
+    buckets = config.packing.buckets
+    uri = join(config.output, PACKED_DIR)
+    rows = build_sequences(
+        records,
+        plan,
+        buckets,
+        config.packing.partitions or spark.sparkContext.defaultParallelism * 2,
     )
-    rows = packed.where(F.col("row_type") != "partial").unionByName(leftovers)
-    (
-        rows.where(F.col("row_type") == "sequence")
-        .select("domain", "seq_len", "bucket", "seq_no", "input_ids", "indices", "mask")
-        .write.mode("overwrite")
-        .parquet(sequences_uri)
-    )
-    report["packing"] = summarize_packing(assigned, rows)
-    for frame in (leftovers, packed, assigned):
-        frame.unpersist()
+    with report.stage("read_concatenate_tokenize_pack"):
+        rows.write.mode("overwrite").partitionBy("row_type").parquet(uri)
+    with report.stage("pack_leftovers"):
+        packed = spark.read.parquet(uri)
+        leftovers = pack_leftovers(packed, plan.packs, buckets)
+        leftovers.write.mode("append").partitionBy("row_type").parquet(uri)
+    tallies = spark.read.parquet(uri).where(F.col("row_type") == "tally").select("tally")
+    tally = Tally.merged([row.tally for row in tallies.collect()])
+    report["sources"] = sources_section(tally)
+    report["documents"] = documents_section(tally)
+    report["packing"] = packing_section(tally)
+    return {"sequences": join(uri, "row_type=sequence")}
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
@@ -14,66 +14,41 @@ from stages.logic.documents import DOCUMENT_SCHEMA
 from stages.logic.sources import SourceSpec
 
 SEP = "\x1f"
+# Within a group: books (subgroups) in seeded order, chapters by position, files seeded.
+MEMBER_ORDER = ["subgroup_key", "position", "member_key", "id"]
 
 
-def seeded_key(seed: int, *columns: str):
+def seeded_key(seed: int, *columns: str) -> Column:
     """A pseudo-random but reproducible sort key: sha256 of the seed and the columns."""
     parts = [F.lit(str(seed))] + [F.coalesce(F.col(c).cast("string"), F.lit("")) for c in columns]
     return F.sha2(F.concat_ws(SEP, *parts), 256)
 
 
+def unit() -> Column:
+    """What stays together: a group, else the record itself (a skipped record: its file)."""
+    return F.coalesce(F.col("group"), F.col("id"), F.col("file"))
+
+
+def with_member_order(records: DataFrame, seed: int) -> DataFrame:
+    """The MEMBER_ORDER key columns (Stack: not alphabetical, not by dependency, as ProLong)."""
+    return records.withColumn(
+        "subgroup_key", seeded_key(seed, "source", "group", "subgroup")
+    ).withColumn("member_key", seeded_key(seed, "source", "group", "subgroup", "member"))
+
+
 def concatenate(
-    documents: DataFrame,
+    records: DataFrame,
     specs: dict[str, SourceSpec],
     seed: int,
     max_bytes: int,
     partitions: int,
 ) -> DataFrame:
-    """Documents (DOCUMENT_SCHEMA): grouped records concatenated, the others passed through.
-
-    Members are ordered by a seeded hash of their path (Stack: not alphabetical, not by
-    dependency, as ProLong does), books within a subject likewise, chapters by position.
-    """
-    grouped = documents.where(F.col("group").isNotNull())
+    """Documents (DOCUMENT_SCHEMA) from kept records: groups concatenated, the rest as is."""
     ordered = (
-        grouped.withColumn("subgroup_key", seeded_key(seed, "source", "group", "subgroup"))
-        .withColumn("member_key", seeded_key(seed, "source", "group", "subgroup", "member"))
-        .repartition(partitions, "source", "group")
-        .sortWithinPartitions("source", "group", "subgroup_key", "position", "member_key", "id")
+        with_member_order(records, seed)
+        .repartition(partitions, F.col("source"), unit())
+        .sortWithinPartitions("source", "group", *MEMBER_ORDER)
         .select(*INPUT_COLUMNS)
     )
     body = partial(concat_partition, specs=specs, max_bytes=max_bytes)
-    concatenated = ordered.mapInArrow(body, from_arrow_schema(DOCUMENT_SCHEMA))
-    single = documents.where(F.col("group").isNull()).select(
-        "id",
-        "source",
-        "domain",
-        "kind",
-        "text",
-        "bytes",
-        "group",
-        F.lit(0).cast("int").alias("part"),
-        F.lit(1).cast("long").alias("members"),
-    )
-    return single.unionByName(concatenated)
-
-
-def summarize_documents(documents: DataFrame) -> dict:
-    """Per source and domain: documents out, bytes, groups, and groups split into parts."""
-    rows = (
-        documents.groupBy("source", "domain")
-        .agg(
-            F.count("*").alias("documents"),
-            F.sum("bytes").alias("bytes"),
-            F.max("bytes").alias("max_document_bytes"),
-            F.countDistinct("group").alias("groups"),
-            F.countDistinct(F.when(F.col("part") > 0, F.col("group"))).alias("split_groups"),
-            F.sum("members").alias("members"),
-        )
-        .collect()
-    )
-    summary: dict[str, dict] = {}
-    for row in sorted(rows, key=lambda r: (r.source, r.domain)):
-        numbers = {k: v for k, v in row.asDict().items() if k not in ("source", "domain")}
-        summary.setdefault(row.source, {})[row.domain] = numbers
-    return summary
+    return ordered.mapInArrow(body, from_arrow_schema(DOCUMENT_SCHEMA))

@@ -60,7 +60,7 @@ def run(tmp_path, name, paths, **sections):
     config = make_config(
         {"stack": {"preset": "stack", "path": [str(p) for p in paths]}},
         tmp_path / name,
-        **sections,
+        **{**sections, "run": {"until": "documents", **sections.get("run", {})}},
     )
     prepare(config)
     table = pq.read_table(tmp_path / name / "documents").to_pylist()
@@ -130,7 +130,9 @@ def test_textbooks_chapters_in_order_books_per_subject(tmp_path, spark):
         for k in range(3)
     ]
     config = make_config(
-        {"books": {"preset": "textbooks", "path": [str(p) for p in paths]}}, tmp_path / "o"
+        {"books": {"preset": "textbooks", "path": [str(p) for p in paths]}},
+        tmp_path / "o",
+        run={"until": "documents"},
     )
     prepare(config)
     docs = {d["group"]: d["text"] for d in pq.read_table(tmp_path / "o" / "documents").to_pylist()}

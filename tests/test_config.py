@@ -82,3 +82,9 @@ def test_bundled_presets_validate_and_say_what_the_release_did():
     assert round(long512.lengths("book")[524288], 3) == round(5 / 30, 3)
     assert long512.lengths("fineweb-edu") == {524288: 1.0}
     assert configs["sft-ultrachat-64k"].packing.for_domain("ultrachat").mode == "sft"
+
+
+def test_best_fit_is_refused_outside_short_data(tmp_path):
+    text = MINIMAL + "packing: {domains: {chat: {mode: sft, method: bfd}}}\n"
+    with pytest.raises(LongmixError, match=r"packing\.domains\.chat: .*bfd packs short data"):
+        load_config(write(tmp_path, text))

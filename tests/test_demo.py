@@ -26,17 +26,16 @@ def test_demo_runs_every_source(tmp_path):
     repos = report["documents"]["stack"]["thestackv1_concat_by_repo"]
     assert repos["documents"] == repos["groups"] >= 5
     assert report["sources"]["slimpajama"]["skipped"]["invalid_json"]["count"] == 1
-    table = pq.read_table(tmp_path / "output/documents")
-    assert table.num_rows == sum(
-        n["documents"] for domains in report["documents"].values() for n in domains.values()
-    )
+    documents = sum(n["documents"] for per in report["documents"].values() for n in per.values())
+    packed = sum(n["documents_in"] for per in report["packing"].values() for n in per.values())
+    assert packed == documents
     assert (tmp_path / "output/config.resolved.yaml").exists()
     assert report["tokenizer"]["bos_id"] == 128000
     for domain, lengths in report["packing"].items():
         for length, numbers in lengths.items():
             assert numbers["tokens_accounted"], (domain, length)
             assert numbers["tokens_out"] == numbers["sequences"] * int(length)
-    sequences = pq.read_table(tmp_path / "output/sequences")
+    sequences = pq.read_table(report["outputs"]["sequences"])
     assert sequences.num_rows == sum(
         n["sequences"] for lengths in report["packing"].values() for n in lengths.values()
     )

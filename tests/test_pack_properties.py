@@ -6,7 +6,13 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stages.logic.pack import Drops, PackSpec, pack_documents, pack_partials
+from stages.logic.pack import (
+    Drops,
+    PackSpec,
+    best_fit_decreasing,
+    pack_documents,
+    pack_partials,
+)
 
 BOS, EOS = 1, 2
 BASE = 1_000_000
@@ -35,6 +41,8 @@ spec_strategy = st.builds(
     min_length=st.integers(0, 120),
     bos=st.sampled_from([BOS, None]),
     eos=st.sampled_from([EOS, None]),
+    method=st.sampled_from(["concat", "bfd"]),
+    window_tokens=st.integers(1, 400),
 )
 
 
@@ -69,13 +77,17 @@ def test_tokens_accounted_indices_and_segments(buckets, spec):
     sequences, drops = run(buckets, spec)
     tokens_in = sum(sum(b) for b in buckets)
     tokens_out = sum(len(s.input_ids) for s in sequences)
-    assert tokens_in + drops.added_specials == tokens_out + sum(drops.tokens.values())
+    added = drops.added_specials + drops.padding
+    assert tokens_in + added == tokens_out + sum(drops.tokens.values())
     if spec.mode != "long":
         assert drops.tokens["final_partial"] < spec.length
     for sequence in sequences:
         check_indices(sequence, spec.length)
         for start, end in sequence.indices:
             segment = sequence.input_ids[start:end]
+            if sequence.mask is not None and not sequence.mask[start:end].any():
+                assert uses_best_fit(spec) and np.all(segment == spec.pad)  # padding
+                continue
             body = segment[segment >= BASE]
             if not len(body):  # a cut right after BOS or right before EOS
                 assert len(segment) == 1 and int(segment[0]) in (BOS, EOS)
@@ -84,6 +96,10 @@ def test_tokens_accounted_indices_and_segments(buckets, spec):
             assert contains(wrapped(k, lengths_of(buckets)[k], spec), segment)
         if spec.mode == "long":
             assert len(sequence.indices) == 1
+
+
+def uses_best_fit(spec: PackSpec) -> bool:
+    return spec.mode == "short" and spec.method == "bfd"
 
 
 def lengths_of(buckets):
@@ -136,3 +152,52 @@ def test_sft_masks_sit_exactly_on_trained_spans(buckets, length, data):
                 sequence.mask[start:end], masks[k][offset : offset + len(segment)]
             )
         assert drops.added_specials == 0
+
+
+def containers(sequences, partials=()):
+    """Document k -> indices of the sequences (then partials) holding a piece of it."""
+    found: dict[int, set[int]] = {}
+    for n, sequence in enumerate([*sequences, *partials]):
+        for start, end in sequence.indices:
+            segment = sequence.input_ids[start:end]
+            body = segment[segment >= BASE]
+            if len(body):
+                found.setdefault(int(body[0]) // BASE - 1, set()).add(n)
+    return found
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 150), min_size=1, max_size=40),
+    length=st.integers(8, 64),
+    window=st.integers(1, 2000),
+    method=st.sampled_from(["concat", "bfd"]),
+)
+def test_truncation_counts_match_what_each_method_splits(lengths, length, window, method):
+    # Without BOS / EOS every piece of a document carries its identity (a lone EOS would not).
+    spec = PackSpec("short", length, method=method, window_tokens=window)
+    drops = Drops()
+    docs = [("text", document(k, n), None, n) for k, n in enumerate(lengths)]
+    sequences, partial = pack_documents(docs, spec, drops)
+    split = {
+        k
+        for k, where in containers(sequences, [partial] if partial else []).items()
+        if len(where) > 1
+    }
+    assert drops.truncated["bfd"] == sum(n > length for n in lengths)
+    if method == "bfd":
+        # Best fit never cuts a document that fits: it lies whole in one sequence.
+        assert split == {k for k, n in enumerate(lengths) if n > length}
+        assert partial is None
+    else:
+        assert drops.truncated["concat"] == len(split)
+
+
+@settings(max_examples=300, deadline=None)
+@given(sizes=st.lists(st.integers(1, 64), max_size=60), capacity=st.integers(64, 128))
+def test_best_fit_decreasing_places_every_item_once_within_capacity(sizes, capacity):
+    bins = best_fit_decreasing(sizes, capacity)
+    assert sorted(i for b in bins for i in b) == list(range(len(sizes)))
+    assert all(sum(sizes[i] for i in b) <= capacity for b in bins)
+    # No two bins could be merged: best fit leaves at most one bin half empty or less.
+    assert sum(sum(sizes[i] for i in b) <= capacity / 2 for b in bins) <= 1

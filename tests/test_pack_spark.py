@@ -18,8 +18,10 @@ PACKING = {
     "domains": {
         "thestackv1_concat_by_repo": {"mode": "long", "lengths": {1024: 0.5, 512: 0.5}},
         "book": {"mode": "long"},
+        "arxiv": {"mode": "short", "method": "bfd"},
         "ultrachat": {"mode": "sft"},
     },
+    "bfd_window_tokens": 4096,
 }
 
 
@@ -56,7 +58,7 @@ def sources(root, reverse=False):
 
 
 def samples(output):
-    rows = pq.read_table(output / "sequences").to_pylist()
+    rows = pq.read_table(output / "packed/row_type=sequence").to_pylist()
     return sorted(rows, key=lambda r: (r["domain"], r["seq_len"], r["bucket"], r["seq_no"]))
 
 
@@ -90,12 +92,18 @@ def test_same_samples_whatever_executors_partitions_and_file_order(tmp_path, mix
 def test_decoded_segments_occur_verbatim_in_their_sources(tmp_path, mixed_corpus, spark):
     config = make_config(sources(mixed_corpus), tmp_path / "out", packing=PACKING)
     report = prepare(config).data
+    prepare(make_config(sources(mixed_corpus), tmp_path / "docs", run={"until": "documents"}))
     assert all(
         n["tokens_accounted"] for lengths in report["packing"].values() for n in lengths.values()
     )
+    best_fit, concatenated = report["packing"]["arxiv"]["512"], report["packing"]["ultrachat"]
+    assert best_fit["padding_tokens"] > 0 and "final_partial" not in best_fit["dropped"]
+    for numbers in (best_fit, *concatenated.values()):
+        rates = numbers["truncation_rate"]
+        assert rates["bfd"] <= rates["concat"] and rates["concat"] > 0
     tokenizer = load_tokenizer(TokenizerSpec("tiktoken", "llama3"))
     specials = {tokenizer.bos_id, tokenizer.eos_id}
-    documents = pq.read_table(tmp_path / "out/documents").to_pylist()
+    documents = pq.read_table(tmp_path / "docs/documents").to_pylist()
     texts: dict[str, bytes] = {}
     for doc in documents:
         text = doc["text"]

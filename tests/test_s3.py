@@ -28,8 +28,9 @@ def sources(base):
     }
 
 
-def documents(path):
-    return sorted(pq.read_table(path / "documents").to_pylist(), key=lambda d: d["id"])
+def sequences(path):
+    rows = pq.read_table(path / "packed/row_type=sequence").to_pylist()
+    return sorted(rows, key=lambda r: (r["domain"], r["seq_len"], r["bucket"], r["seq_no"]))
 
 
 def test_s3_input_matches_local(tmp_path, s3_client, s3_endpoint, spark):
@@ -39,15 +40,21 @@ def test_s3_input_matches_local(tmp_path, s3_client, s3_endpoint, spark):
     assert [e.relative for e in listed] == [
         f"python/train-0000{k}-of-00003.parquet" for k in range(3)
     ]
-    local = prepare(make_config(sources(tmp_path / "corpus"), tmp_path / "local")).data
+    packing = {"sequence_length": 128}
+    local = prepare(
+        make_config(sources(tmp_path / "corpus"), tmp_path / "local", packing=packing)
+    ).data
     remote = prepare(
         make_config(
             sources("s3://raw/corpora"),
             tmp_path / "remote",
             storage={"s3_endpoint_url": s3_endpoint},
+            packing=packing,
         )
     ).data
-    assert documents(tmp_path / "local") == documents(tmp_path / "remote")
+    assert len(sequences(tmp_path / "local")) > 3
+    assert sequences(tmp_path / "local") == sequences(tmp_path / "remote")
+    assert local["packing"] == remote["packing"]
     assert local["documents"] == remote["documents"]
     assert remote["sources"]["slimpajama"]["skipped"]["invalid_json"]["count"] == 1
     secret = os.environ["AWS_SECRET_ACCESS_KEY"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tiktoken
 
-from stages.logic.tokenize import render_chat
+from stages.logic.tokenize import encode_documents, render_chat
 from stages.logic.tokenizers import (
     TokenizerError,
     TokenizerSpec,
@@ -53,6 +53,7 @@ def test_special_token_text_stays_ordinary_with_every_backend(hf_dir):
     for spec in backends(hf_dir):
         tokenizer = load_tokenizer(spec)
         ids, _offsets = tokenizer.encode_batch([SOURCE])
+        assert np.array_equal(tokenizer.encode_one(SOURCE), ids), spec
         specials = {tokenizer.bos_id, tokenizer.eos_id, tokenizer.special_id("<|endoftext|>")}
         assert not specials & set(ids.tolist()), spec
         assert tokenizer.decode(ids.tolist()) == SOURCE, spec
@@ -69,6 +70,23 @@ def test_whole_document_encoding_of_a_long_document(hf_dir):
         whole = tokenizer.encode_batch([document])[0]
         assert np.array_equal(ids[offsets[1] : offsets[2]], whole)
         assert tokenizer.decode(whole.tolist()) == document
+
+
+def test_documents_are_encoded_whole_and_in_order_on_several_threads():
+    tokenizer = load_tokenizer(TokenizerSpec("tiktoken", "llama3", threads=3))
+    reference = tokenizer.encoding
+    texts = [SOURCE * n + f"# document {n}\n" for n in (2000, 1, 700, 3, 0, 5000, 2)]
+    chat = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    documents = [{"kind": "text", "text": t.encode(), "bytes": len(t)} for t in texts]
+    documents.insert(3, {"kind": "chat", "text": json.dumps(chat).encode(), "bytes": 60})
+    out = list(encode_documents(iter(documents), tokenizer))
+    assert [d for d, _, _ in out] == documents
+    for document, ids, mask in out:
+        if document["kind"] == "chat":
+            assert mask is not None and len(mask) == len(ids)
+            continue
+        assert mask is None
+        assert ids.tolist() == reference.encode_ordinary(document["text"].decode())
 
 
 def test_quicktok_is_refused_where_it_differs_from_tiktoken():

@@ -18,7 +18,7 @@ from stages.logic.batches import batched, rows_of
 from stages.logic.documents import DOCUMENT_SCHEMA, row_bytes
 from stages.logic.sources import SourceSpec
 
-INPUT_COLUMNS = ["source", "domain", "kind", "group", "member", "text"]
+INPUT_COLUMNS = ["id", "source", "domain", "kind", "group", "member", "text"]
 
 
 @dataclass
@@ -28,6 +28,7 @@ class Part:
     domain: str
     kind: str
     index: int
+    bucket: int | None = None
     pieces: list[bytes] = field(default_factory=list)
     size: int = 0
     members: int = 0
@@ -43,7 +44,19 @@ class Part:
             "group": self.group,
             "part": self.index,
             "members": self.members,
+            "bucket": self.bucket,
         }
+
+
+def single(row: dict[str, Any]) -> dict[str, Any]:
+    """An ungrouped record is a document as it is."""
+    return {
+        **{key: row[key] for key in ("id", "source", "domain", "kind", "text", "group")},
+        "bytes": len(row["text"]),
+        "part": 0,
+        "members": 1,
+        "bucket": row.get("bucket"),
+    }
 
 
 def concatenate_rows(
@@ -51,9 +64,15 @@ def concatenate_rows(
 ) -> Iterator[dict[str, Any]]:
     """Documents from rows (text as UTF-8 bytes) sorted by (source, group, order); a group
     over `max_bytes` becomes consecutive parts split between members (a single member larger
-    than that stays whole)."""
+    than that stays whole). Rows without a group pass through as documents."""
     part: Part | None = None
     for row in rows:
+        if row["group"] is None:
+            if part is not None:
+                yield part.document()
+                part = None
+            yield single(row)
+            continue
         spec = specs[row["source"]]
         header = spec.header.format(member=row["member"] or "").encode("utf-8")
         joiner = spec.joiner.encode("utf-8")
@@ -61,10 +80,14 @@ def concatenate_rows(
         if part is None or (part.source, part.group) != (row["source"], row["group"]):
             if part is not None:
                 yield part.document()
-            part = Part(row["source"], row["group"], row["domain"], row["kind"], index=0)
+            part = Part(
+                row["source"], row["group"], row["domain"], row["kind"], 0, row.get("bucket")
+            )
         elif part.size + len(joiner) + size > max_bytes:
             yield part.document()
-            part = Part(part.source, part.group, part.domain, part.kind, index=part.index + 1)
+            part = Part(
+                part.source, part.group, part.domain, part.kind, part.index + 1, part.bucket
+            )
         if part.members:
             part.pieces.append(joiner)
             part.size += len(joiner)

@@ -9,6 +9,7 @@ import pyarrow as pa
 from datatrove.data import Document
 
 from stages.logic.readers import Skip
+from stages.logic.tally import Tally
 
 # What the read stage emits: a document, or a skipped record (text null, skip_reason set), so
 # that one pass both feeds the next stage and counts what was left out.
@@ -79,3 +80,41 @@ def row_bytes(row: dict[str, Any]) -> int:
 
 def read_rows(items: Iterable[Document | Skip]) -> Iterator[dict[str, Any]]:
     return (read_row(item) for item in items)
+
+
+READ_TALLY_COLUMNS = [
+    "source",
+    "domain",
+    "bytes",
+    "file",
+    "record",
+    "skip_reason",
+    "skip_detail",
+    "skip_bad",
+]
+DOCUMENT_TALLY_COLUMNS = ["source", "domain", "bytes", "group", "part", "members"]
+
+
+def count_record(tally: Tally, row: dict[str, Any]) -> None:
+    """A READ_SCHEMA row into the report's read numbers: kept by domain, skipped by reason."""
+    if row["skip_reason"] is None:
+        tally.add(("read", row["source"], row["domain"]), documents=1, bytes=row["bytes"])
+        return
+    key = ("skipped", row["source"], row["skip_reason"], row["file"])
+    tally.add(key, count=1)
+    tally.maximum(key, "max_bad", int(row["skip_bad"]))
+    tally.first(key, row["record"], row["skip_detail"])
+
+
+def count_document(tally: Tally, document: dict[str, Any]) -> None:
+    key = ("documents", document["source"], document["domain"])
+    grouped = document["group"] is not None
+    tally.add(
+        key,
+        documents=1,
+        bytes=document["bytes"],
+        members=document["members"],
+        groups=int(grouped and document["part"] == 0),
+        split_groups=int(grouped and document["part"] == 1),
+    )
+    tally.maximum(key, "max_document_bytes", document["bytes"])

@@ -14,6 +14,7 @@ Every token is accounted for: input tokens + added special tokens = output token
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,11 +23,17 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 
-Mode = Literal["long", "short", "sft"]
+from stages.logic.tally import Tally
 
+Mode = Literal["long", "short", "sft"]
+Method = Literal["concat", "bfd"]
+DEFAULT_WINDOW_TOKENS = 16 * 1024 * 1024
+
+# Token ids travel as int32: Spark has no unsigned types and every vocabulary fits in 31
+# bits; the MDS writer stores them as uint32. A task's counts travel as one `tally` row.
 SEQUENCE_SCHEMA = pa.schema(
     [
-        ("row_type", pa.large_string()),  # sequence | partial | drop | added
+        ("row_type", pa.large_string()),  # sequence | partial | tally
         ("domain", pa.large_string()),
         ("seq_len", pa.int32()),
         ("bucket", pa.int32()),
@@ -34,12 +41,9 @@ SEQUENCE_SCHEMA = pa.schema(
         ("input_ids", pa.list_(pa.int32())),
         ("indices", pa.list_(pa.int32())),  # flattened (n, 2) [start, end) pairs
         ("mask", pa.list_(pa.int8())),
-        ("drop_reason", pa.large_string()),
-        ("drop_tokens", pa.int64()),
-        ("drop_documents", pa.int64()),
+        ("tally", pa.large_string()),
     ]
 )
-PACK_INPUT_COLUMNS = ["domain", "seq_len", "bucket", "kind", "input_ids", "mask", "length"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,12 @@ class PackSpec:
     min_length: int = 0
     bos: int | None = None
     eos: int | None = None
+    method: Method = "concat"  # short data: concatenate in order, or best-fit-decreasing
+    window_tokens: int = DEFAULT_WINDOW_TOKENS  # bfd: tokens placed together
+
+    @property
+    def pad(self) -> int:
+        return self.eos if self.eos is not None else 0
 
 
 @dataclass
@@ -73,6 +83,10 @@ class Drops:
     tokens: Counter = field(default_factory=Counter)
     documents: Counter = field(default_factory=Counter)
     added_specials: int = 0
+    padding: int = 0
+    # Documents split across sequences, under each method (one is what happened, the other
+    # what would have: the report shows both so the choice can be judged on the data).
+    truncated: Counter = field(default_factory=Counter)
 
     def add(self, reason: str, tokens: int, documents: int = 0) -> None:
         self.tokens[reason] += tokens
@@ -159,30 +173,104 @@ def pieces_of(sequence: Sequence) -> Iterator[Piece]:
         )
 
 
-class GroupPacker:
-    """Packs one ordered stream of documents (a bucket of one domain and length)."""
+class BestFit:
+    """Best-fit-decreasing packing ("Fewer Truncations Improve Language Modeling", Ding et
+    al. 2024) over windows of about `spec.window_tokens`: documents longer than L are cut
+    into L-token chunks, the pieces of a window are placed largest first into the sequence
+    with the least room that still fits them, and each sequence's free room is padded (mask
+    0 on padding). No document that fits in L is ever cut."""
 
     def __init__(self, spec: PackSpec, drops: Drops):
         self.spec = spec
         self.drops = drops
-        self.concatenator = None if spec.mode == "long" else Concatenator(spec, drops)
+        self.pieces: list[Piece] = []
+        self.held = 0
+
+    def add(self, piece: Piece) -> Iterator[Sequence]:
+        length = self.spec.length
+        for start in range(0, len(piece.ids), length):
+            window = slice(start, start + length)
+            ids = piece.ids[window]
+            mask = np.ones(len(ids), np.int8) if piece.mask is None else piece.mask[window]
+            self.pieces.append(Piece(ids, mask))
+        self.held += len(piece.ids)
+        if self.held >= self.spec.window_tokens:
+            yield from self.close()
+
+    def close(self) -> Iterator[Sequence]:
+        """Every piece held, placed and padded."""
+        length = self.spec.length
+        for members in best_fit_decreasing([len(p.ids) for p in self.pieces], length):
+            parts = [self.pieces[i] for i in members]
+            room = length - sum(len(p.ids) for p in parts)
+            if room:
+                parts.append(
+                    Piece(np.full(room, self.spec.pad, np.uint32), np.zeros(room, np.int8))
+                )
+                self.drops.padding += room
+            yield assemble(parts, with_mask=True)
+        self.pieces, self.held = [], 0
+
+
+def best_fit_decreasing(sizes: list[int], capacity: int) -> list[list[int]]:
+    """Item indices per bin, bins in order of opening. Ties keep input order, so the result
+    depends only on the sizes and their order."""
+    bins: list[list[int]] = []
+    free: list[tuple[int, int]] = []  # (room left, bin) sorted: the best fit is a bisect away
+    for item in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
+        at = bisect.bisect_left(free, (sizes[item], -1))
+        if at == len(free):
+            bins.append([item])
+            room, index = capacity - sizes[item], len(bins) - 1
+        else:
+            room, index = free.pop(at)
+            bins[index].append(item)
+            room -= sizes[item]
+        if room:
+            bisect.insort(free, (room, index))
+    return bins
+
+
+class GroupPacker:
+    """Packs one ordered stream of documents (a bucket of one domain and length)."""
+
+    def __init__(self, spec: PackSpec, drops: Drops | None = None):
+        self.spec = spec
+        self.drops = drops if drops is not None else Drops()
+        self.filler: Concatenator | BestFit | None = None
+        if spec.mode != "long":
+            fits = spec.mode == "short" and spec.method == "bfd"
+            self.filler = BestFit(spec, self.drops) if fits else Concatenator(spec, self.drops)
+        self.position = 0  # where the stream would stand if concatenated
 
     def add(
         self, kind: str, ids: np.ndarray, mask: np.ndarray | None, raw: int
     ) -> Iterator[Sequence]:
-        if self.concatenator is None and raw < self.spec.min_length:
+        if self.filler is None and raw < self.spec.min_length:
             self.drops.add("below_min_length", raw, 1)
             return
         piece = wrap(ids, mask, self.spec, kind)
         self.drops.added_specials += len(piece.ids) - len(ids)
-        if self.concatenator is None:
+        if self.filler is None:
             yield from chunk_long(piece, self.spec, self.drops)
-        else:
-            yield from self.concatenator.add(piece)
+            return
+        self.count_truncation(len(piece.ids))
+        yield from self.filler.add(piece)
+
+    def count_truncation(self, size: int) -> None:
+        length = self.spec.length
+        self.drops.truncated["concat"] += self.position + size > length
+        self.drops.truncated["bfd"] += size > length
+        self.position = (self.position + size) % length
+
+    def close(self) -> Iterator[Sequence]:
+        """Sequences still held at the end of the stream (best-fit windows)."""
+        if isinstance(self.filler, BestFit):
+            yield from self.filler.close()
 
     def partial(self) -> Sequence | None:
-        """The partial sequence left at the end of the stream (None in long mode)."""
-        return None if self.concatenator is None else self.concatenator.partial()
+        """The partial sequence left at the end of the stream (concatenation only)."""
+        return self.filler.partial() if isinstance(self.filler, Concatenator) else None
 
 
 def pack_documents(
@@ -194,7 +282,7 @@ def pack_documents(
     partial sequence left at its end."""
     packer = GroupPacker(spec, drops)
     sequences = [seq for document in documents for seq in packer.add(*document)]
-    return sequences, packer.partial()
+    return sequences + list(packer.close()), packer.partial()
 
 
 def pack_partials(partials: Iterable[Sequence], spec: PackSpec, drops: Drops) -> Iterator[Sequence]:
@@ -225,11 +313,13 @@ def list_column(arrays: list[np.ndarray | None], dtype: pa.DataType) -> pa.Array
 
 
 class RowBuffer:
-    """Collects SEQUENCE_SCHEMA rows and emits bounded record batches."""
+    """Collects SEQUENCE_SCHEMA rows and emits bounded record batches; counts the sequences
+    it emits into `tally`."""
 
-    def __init__(self) -> None:
+    def __init__(self, tally: Tally) -> None:
         self.rows: list[dict] = []
         self.tokens = 0
+        self.tally = tally
 
     def add(
         self, row_type: str, key: SpecKey, bucket: int, seq_no: int, seq: Sequence
@@ -245,6 +335,13 @@ class RowBuffer:
             }
         )
         self.tokens += len(seq.input_ids)
+        if row_type == "sequence":
+            self.tally.add(
+                packing_key(key),
+                sequences=1,
+                tokens_out=len(seq.input_ids),
+                segments=len(seq.indices),
+            )
         if self.tokens >= BATCH_TOKENS:
             yield self.flush()
 
@@ -262,8 +359,6 @@ class RowBuffer:
                 list_column([s.indices.reshape(-1) for s in sequences], pa.int32()),
                 list_column([s.mask for s in sequences], pa.int8()),
                 pa.nulls(len(rows), pa.large_string()),
-                pa.nulls(len(rows), pa.int64()),
-                pa.nulls(len(rows), pa.int64()),
             ],
             schema=SEQUENCE_SCHEMA,
         )
@@ -272,79 +367,36 @@ class RowBuffer:
         if self.rows:
             yield self.flush()
 
+    def close(self) -> Iterator[pa.RecordBatch]:
+        """The rows still held, then the tally row."""
+        yield from self.pending()
+        row = {"row_type": "tally", "tally": self.tally.to_json()}
+        yield pa.RecordBatch.from_pylist([row], schema=SEQUENCE_SCHEMA)
 
-def drop_rows(drops: dict[SpecKey, Drops]) -> Iterator[pa.RecordBatch]:
-    """`drop` rows by reason, and an `added` row with the special tokens added."""
-    rows = []
-    for (domain, seq_len), found in sorted(drops.items()):
-        base = {"domain": domain, "seq_len": seq_len}
-        rows += [
-            {
-                **base,
-                "row_type": "drop",
-                "drop_reason": reason,
-                "drop_tokens": tokens,
-                "drop_documents": found.documents[reason],
-            }
-            for reason, tokens in sorted(found.tokens.items())
-        ]
-        if found.added_specials:
-            rows.append(
-                {
-                    **base,
-                    "row_type": "added",
-                    "drop_reason": "special_tokens",
-                    "drop_tokens": found.added_specials,
-                    "drop_documents": 0,
-                }
-            )
-    if rows:
-        yield pa.RecordBatch.from_pylist(rows, schema=SEQUENCE_SCHEMA)
+
+def packing_key(key: SpecKey) -> tuple[str, str, str]:
+    return ("packing", key[0], str(key[1]))
+
+
+def count_drops(tally: Tally, key: SpecKey, drops: Drops) -> None:
+    """A packer's drops and added special tokens into the report's packing numbers."""
+    truncated = {f"truncated_{method}": count for method, count in drops.truncated.items()}
+    tally.add(
+        packing_key(key),
+        special_tokens_added=drops.added_specials,
+        padding_tokens=drops.padding,
+        **truncated,
+    )
+    for reason, tokens in drops.tokens.items():
+        tally.add(
+            ("dropped", key[0], str(key[1]), reason),
+            tokens=tokens,
+            documents=drops.documents[reason],
+        )
 
 
 def list_values(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return column.values.to_numpy(zero_copy_only=False), column.offsets.to_numpy()
-
-
-def document_rows(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple]:
-    """(key, bucket, kind, ids, mask, length) per row, ids as numpy views into the batch."""
-    for batch in batches:
-        ids, id_offsets = list_values(batch.column("input_ids"))
-        masks = batch.column("mask")
-        mask_values, mask_offsets = list_values(masks)
-        mask_null = masks.is_null().to_numpy(zero_copy_only=False)
-        columns = [
-            batch.column(c).to_pylist() for c in ("domain", "seq_len", "bucket", "kind", "length")
-        ]
-        for i, (domain, seq_len, bucket, kind, length) in enumerate(zip(*columns, strict=True)):
-            row_ids = ids[id_offsets[i] : id_offsets[i + 1]].view(np.uint32)
-            mask = None if mask_null[i] else mask_values[mask_offsets[i] : mask_offsets[i + 1]]
-            yield (domain, seq_len), bucket, kind, row_ids, mask, length
-
-
-def pack_partition(
-    batches: Iterable[pa.RecordBatch], specs: dict[SpecKey, PackSpec]
-) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body over rows sorted by (domain, seq_len, bucket, seeded order): full
-    sequences, one `partial` row per bucket, and the partition's drops."""
-    drops: dict[SpecKey, Drops] = {}
-    out = RowBuffer()
-    current: tuple[SpecKey, int] | None = None
-    packer: GroupPacker | None = None
-    seq_no = 0
-    for key, bucket, kind, ids, mask, length in document_rows(batches):
-        if (key, bucket) != current:
-            if packer is not None and (partial := packer.partial()) is not None:
-                yield from out.add("partial", current[0], current[1], seq_no, partial)
-            current, seq_no = (key, bucket), 0
-            packer = GroupPacker(specs[key], drops.setdefault(key, Drops()))
-        for sequence in packer.add(kind, ids, mask, length):
-            yield from out.add("sequence", key, bucket, seq_no, sequence)
-            seq_no += 1
-    if packer is not None and (partial := packer.partial()) is not None:
-        yield from out.add("partial", current[0], current[1], seq_no, partial)
-    yield from out.pending()
-    yield from drop_rows(drops)
 
 
 def sequence_rows(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[SpecKey, Sequence]]:
@@ -373,13 +425,12 @@ def leftover_partition(
 ) -> Iterator[pa.RecordBatch]:
     """mapInArrow body over `partial` rows sorted by (domain, seq_len, bucket): they are
     packed together per (domain, length) into sequences numbered after every bucket."""
-    drops: dict[SpecKey, Drops] = {}
-    out = RowBuffer()
+    out = RowBuffer(Tally())
     rows = list(sequence_rows(batches))
     for key in sorted({k for k, _ in rows}):
         partials = (seq for k, seq in rows if k == key)
-        found = drops.setdefault(key, Drops())
-        for seq_no, sequence in enumerate(pack_partials(partials, specs[key], found)):
+        drops = Drops()
+        for seq_no, sequence in enumerate(pack_partials(partials, specs[key], drops)):
             yield from out.add("sequence", key, bucket, seq_no, sequence)
-    yield from out.pending()
-    yield from drop_rows(drops)
+        count_drops(out.tally, key, drops)
+    yield from out.close()

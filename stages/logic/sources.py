@@ -41,6 +41,13 @@ class SourceSpec:
         return "chat" if self.messages_column else "text"
 
     @property
+    def domains(self) -> tuple[str, ...]:
+        """Every domain this source's documents can have."""
+        if self.domain_column:
+            return tuple(sorted(set(self.domain_map.values())))
+        return (self.domain,)
+
+    @property
     def concatenated(self) -> bool:
         return self.group_column is not None
 

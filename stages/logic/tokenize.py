@@ -1,31 +1,21 @@
-"""The tokenize stage's per-partition work: documents in, token arrays out, text dropped.
-
-Token ids travel as Arrow `list<int32>`: Spark has no unsigned integer types, and every
-vocabulary fits in 31 bits; the MDS writer stores them as uint32.
-"""
+"""Documents to token ids: whole-document encoding, and chats rendered with a train mask."""
 
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from stages.logic.tokenizers import Tokenizer, TokenizerError, TokenizerSpec, load_tokenizer
+from stages.logic.tokenizers import Tokenizer, TokenizerError
 
-TOKENS_SCHEMA = pa.schema(
-    [
-        ("id", pa.large_string()),
-        ("source", pa.large_string()),
-        ("domain", pa.large_string()),
-        ("kind", pa.large_string()),
-        ("input_ids", pa.list_(pa.int32())),
-        ("mask", pa.list_(pa.int8())),
-        ("length", pa.int64()),
-    ]
-)
+# Documents (and text bytes) in flight per tokenizer thread: enough look-ahead that a thread
+# never waits behind one huge document, little enough to keep a worker's memory bounded.
+WINDOW_PER_THREAD = 64
+WINDOW_BYTES_PER_THREAD = 64 * 1024 * 1024
 LLAMA3_CHAT_TOKENS = ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")
 
 
@@ -66,50 +56,40 @@ def render_chat(messages: list[dict], tokenizer: Tokenizer) -> tuple[np.ndarray,
     return np.concatenate(out_ids), np.concatenate(out_mask)
 
 
-def list_array(values: np.ndarray, offsets: np.ndarray, dtype: pa.DataType) -> pa.Array:
-    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(values, dtype))
+def encode_documents(
+    documents: Iterable[dict[str, Any]], tokenizer: Tokenizer
+) -> Iterator[tuple[dict[str, Any], np.ndarray, np.ndarray | None]]:
+    """(document, ids, chat mask or None) in document order.
+
+    Documents are encoded whole, each on one of the tokenizer's threads, over a sliding
+    window: the threads stay busy however unequal the documents are (a repository's 32 MB
+    part next to a 2 KB one), and reading, concatenation and packing on this thread overlap
+    with encoding (the tokenizers release the GIL). The window bounds the text held."""
+    window: deque[tuple[dict[str, Any], Future]] = deque()
+    held = 0
+    with ThreadPoolExecutor(tokenizer.threads) as pool:
+        for document in documents:
+            window.append((document, pool.submit(encode_document, document, tokenizer)))
+            held += document["bytes"]
+            while (
+                len(window) > WINDOW_PER_THREAD * tokenizer.threads
+                or held > WINDOW_BYTES_PER_THREAD * tokenizer.threads
+            ):
+                done, future = window.popleft()
+                held -= done["bytes"]
+                yield done, *future.result()
+        while window:
+            done, future = window.popleft()
+            yield done, *future.result()
 
 
-def tokenize_text(batch: pa.RecordBatch, tokenizer: Tokenizer) -> pa.RecordBatch:
-    ids, offsets = tokenizer.encode_batch(batch.column("text").to_pylist())
-    return pa.RecordBatch.from_arrays(
-        [
-            *(batch.column(c) for c in ("id", "source", "domain", "kind")),
-            list_array(ids.view(np.int32), offsets, pa.int32()),
-            pa.nulls(batch.num_rows, pa.list_(pa.int8())),
-            pa.array(np.diff(offsets), pa.int64()),
-        ],
-        schema=TOKENS_SCHEMA,
-    )
+def encode_document(
+    document: dict[str, Any], tokenizer: Tokenizer
+) -> tuple[np.ndarray, np.ndarray | None]:
+    if document["kind"] == "chat":
+        return render_chat(json.loads(document["text"]), tokenizer)
+    return tokenizer.encode_one(as_text(document["text"])), None
 
 
-def tokenize_chat(batch: pa.RecordBatch, tokenizer: Tokenizer) -> pa.RecordBatch:
-    rendered = [render_chat(json.loads(t), tokenizer) for t in batch.column("text").to_pylist()]
-    lengths = np.array([len(ids) for ids, _ in rendered], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
-    ids = np.concatenate([i for i, _ in rendered]) if rendered else np.array([], np.uint32)
-    mask = np.concatenate([m for _, m in rendered]) if rendered else np.array([], np.int8)
-    return pa.RecordBatch.from_arrays(
-        [
-            *(batch.column(c) for c in ("id", "source", "domain", "kind")),
-            list_array(ids.astype(np.uint32).view(np.int32), offsets, pa.int32()),
-            list_array(mask, offsets, pa.int8()),
-            pa.array(lengths, pa.int64()),
-        ],
-        schema=TOKENS_SCHEMA,
-    )
-
-
-def tokenize_partition(
-    batches: Iterable[pa.RecordBatch], spec: TokenizerSpec
-) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: DOCUMENT_SCHEMA batches in, TOKENS_SCHEMA batches out."""
-    tokenizer = load_tokenizer(spec)
-    for batch in batches:
-        is_chat = pc.equal(batch.column("kind"), "chat")
-        text = batch.filter(pc.invert(is_chat))
-        chat = batch.filter(is_chat)
-        if text.num_rows:
-            yield tokenize_text(text, tokenizer)
-        if chat.num_rows:
-            yield tokenize_chat(chat, tokenizer)
+def as_text(text: bytes | str) -> str:
+    return text.decode("utf-8") if isinstance(text, bytes) else text

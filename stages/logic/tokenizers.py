@@ -66,10 +66,15 @@ class Tokenizer:
     bos_id: int | None
     eos_id: int | None
     vocab_size: int
+    threads: int = 1
 
     def encode_batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(ids as uint32, offsets with len(texts) + 1 entries), ordinary text only."""
         raise NotImplementedError
+
+    def encode_one(self, text: str) -> np.ndarray:
+        """One document's ids (uint32); safe to call from several threads at once."""
+        return self.encode_batch([text])[0]
 
     def decode(self, ids: list[int]) -> str:
         raise NotImplementedError
@@ -104,6 +109,13 @@ def flatten(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     np.cumsum(lengths, out=offsets[1:])
     ids = np.fromiter((t for x in lists for t in x), dtype=np.uint32, count=int(offsets[-1]))
     return ids, offsets
+
+
+def joined(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+    np.cumsum([len(a) for a in arrays], out=offsets[1:])
+    ids = np.concatenate(arrays) if arrays else np.array([], np.uint32)
+    return ids.astype(np.uint32, copy=False), offsets
 
 
 def threads_for(spec: TokenizerSpec) -> int:
@@ -167,7 +179,13 @@ class TiktokenTokenizer(Tokenizer):
         self.bos_id, self.eos_id = resolve_specials(spec, self.special_id)
 
     def encode_batch(self, texts):
-        return flatten(self.encoding.encode_ordinary_batch(texts, num_threads=self.threads))
+        return joined([self.encode_one(text) for text in texts])
+
+    def encode_one(self, text):
+        # encode_to_numpy hands back tiktoken's own uint32 buffer (turning Python int lists
+        # into arrays took as long as encoding) and releases the GIL while it works. No
+        # special token is allowed or refused, so special-looking text stays ordinary.
+        return self.encoding.encode_to_numpy(text, allowed_special=set(), disallowed_special=())
 
     def decode(self, ids):
         return self.encoding.decode(list(ids))
@@ -204,6 +222,9 @@ class QuicktokTokenizer(Tokenizer):
     def encode_batch(self, texts):
         ids, offsets = self.encoding.encode_batch(texts, self.threads, False)
         return np.asarray(ids, dtype=np.uint32), np.asarray(offsets, dtype=np.int64)
+
+    def encode_one(self, text):
+        return self.encoding.encode_batch([text], 1, False)[0]
 
     def decode(self, ids):
         return self.reference.decode(ids)
