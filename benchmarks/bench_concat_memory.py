@@ -1,7 +1,7 @@
 """One repository of >= 200 MB of real source text, concatenated with max_document_bytes = 32 MB:
 how many parts, and the peak memory of the whole run (driver JVM, executors, Python workers).
 
-    python benchmarks/bench_concat_memory.py [--workdir DIR] [--mb 210]
+    python benchmarks/bench_concat_memory.py [--workdir DIR] [--mb 210] [--until sequences]
 
 The last line is machine-readable.
 """
@@ -28,6 +28,12 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--mb", type=int, default=210, help="repository size in MB of text")
     parser.add_argument("--max-document-mb", type=int, default=32)
+    parser.add_argument(
+        "--until",
+        default="documents",
+        choices=["documents", "sequences"],
+        help="sequences: the whole pipeline (tokenizing 32 MB parts, 64K packing) on the repo",
+    )
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="longmix-bench-"))
     text_bytes = write_stack_corpus(
@@ -40,7 +46,7 @@ def main() -> int:
                 "run": {
                     "name": "bench-concat",
                     "output": str(workdir / "output"),
-                    "until": "documents",
+                    "until": args.until,
                 },
                 "spark": {"master": "local[2]", "conf": {"spark.ui.enabled": False}},
                 "sources": {

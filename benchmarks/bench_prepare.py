@@ -73,7 +73,7 @@ def main() -> int:
         "run": {"name": "bench-prepare", "output": str(workdir / "output"), "seed": 1},
         "spark": {"master": f"local[{cores}]", "conf": {"spark.ui.enabled": False}},
         "sources": {"stack": {"preset": "stack", "path": str(workdir / "stack/data/*/*.parquet")}},
-        "tokenizer": {"backend": args.backend, "name": args.encoding, "threads": 1},
+        "tokenizer": {"backend": args.backend, "name": args.encoding},
         "packing": {"sequence_length": args.length},
     }
     checkpoint = {**config, "run": {**config["run"], "until": "documents"}}

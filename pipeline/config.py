@@ -105,11 +105,14 @@ class TokenizerConfig(Strict):
     pattern: str | None = None
     bos: str | None = "default"
     eos: str | None = "default"
-    threads: int = Field(default=0, ge=0, description="0: the task's cores")
+    threads: int = Field(default=0, ge=0, description="0: twice the task's cores")
 
     def spec(self, task_cpus: int) -> TokenizerSpec:
+        # Twice the task's cores: when a stage's last tasks run alone (a huge repository's
+        # parts), their spare threads use the cores the finished tasks left idle (measured:
+        # 28.3 s instead of 31.3 s end to end on 2 cores; 4 threads was slower again).
         fields = self.model_dump()
-        fields["threads"] = self.threads or task_cpus
+        fields["threads"] = self.threads or 2 * task_cpus
         return TokenizerSpec(**fields)
 
 
