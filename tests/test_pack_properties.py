@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 
 from stages.logic.pack import (
     Drops,
+    GroupPacker,
     PackSpec,
     best_fit_decreasing,
-    pack_documents,
     pack_partials,
 )
 
@@ -44,6 +44,13 @@ spec_strategy = st.builds(
     method=st.sampled_from(["concat", "bfd"]),
     window_tokens=st.integers(1, 400),
 )
+
+
+def pack_documents(documents, spec, drops):
+    """One bucket, as the sequences pass packs it: its sequences and its partial one."""
+    packer = GroupPacker(spec, drops)
+    sequences = [seq for document in documents for seq in packer.add(*document)]
+    return sequences + list(packer.close()), packer.partial()
 
 
 def run(buckets, spec, masks=None):

@@ -273,18 +273,6 @@ class GroupPacker:
         return self.filler.partial() if isinstance(self.filler, Concatenator) else None
 
 
-def pack_documents(
-    documents: Iterable[tuple[str, np.ndarray, np.ndarray | None, int]],
-    spec: PackSpec,
-    drops: Drops,
-) -> tuple[list[Sequence], Sequence | None]:
-    """All full sequences of one ordered stream of (kind, ids, mask, raw length), and the
-    partial sequence left at its end."""
-    packer = GroupPacker(spec, drops)
-    sequences = [seq for document in documents for seq in packer.add(*document)]
-    return sequences + list(packer.close()), packer.partial()
-
-
 def pack_partials(partials: Iterable[Sequence], spec: PackSpec, drops: Drops) -> Iterator[Sequence]:
     """Pack the buckets' partial sequences together; the last partial one is dropped."""
     packer = Concatenator(spec, drops)

@@ -19,30 +19,17 @@ import numpy as np
 import pyarrow as pa
 
 from stages.logic.batches import rows_of
+from stages.logic.concat import INPUT_COLUMNS as CONCAT_COLUMNS
 from stages.logic.concat import as_binary, concatenate_rows
-from stages.logic.documents import count_document, count_record
+from stages.logic.documents import READ_TALLY_COLUMNS, count_document, count_record
 from stages.logic.pack import GroupPacker, PackSpec, RowBuffer, SpecKey, count_drops, packing_key
 from stages.logic.sources import SourceSpec
 from stages.logic.tally import Tally
 from stages.logic.tokenize import encode_documents
 from stages.logic.tokenizers import TokenizerSpec, load_tokenizer
 
-INPUT_COLUMNS = [
-    "id",
-    "source",
-    "domain",
-    "kind",
-    "group",
-    "member",
-    "text",
-    "bytes",
-    "file",
-    "record",
-    "skip_reason",
-    "skip_detail",
-    "skip_bad",
-    "bucket",
-]
+# What concatenation needs, what counting records needs, and the bucket.
+INPUT_COLUMNS = list(dict.fromkeys([*CONCAT_COLUMNS, *READ_TALLY_COLUMNS, "bucket"]))
 
 
 @dataclass(frozen=True)
