@@ -23,6 +23,11 @@ def parser() -> argparse.ArgumentParser:
     prepare.add_argument("config", help="YAML config (see configs/)")
     add_common(prepare)
 
+    validate = commands.add_parser("validate", help="check every sample of an output")
+    validate.add_argument("path", help="the run's output folder (local or s3://)")
+    validate.add_argument("--json", action="store_true", help="print the result as JSON")
+    validate.add_argument("--s3-endpoint-url", help="an S3-compatible endpoint")
+
     demo = commands.add_parser("demo", help="build a small real-schema corpus and run on it")
     demo.add_argument("--workdir", default="demo", help="where corpus/ and output/ go")
     add_common(demo)
@@ -139,7 +144,36 @@ def truncation(numbers: dict) -> str:
     return f"{rates['concat']:.1%} / {rates['bfd']:.1%}" if rates else "-"
 
 
-COMMANDS = {"prepare": run_prepare, "demo": run_demo}
+def run_validate(args: argparse.Namespace) -> int:
+    from pipeline.validate import validate
+    from stages.logic.storage import StorageOptions
+
+    with console.status(f"validating {args.path}"):
+        result = validate(args.path, StorageOptions(args.s3_endpoint_url))
+    if args.json:
+        print(result.to_json())
+        return 0 if result.ok else 1
+    if result.ok:
+        table = Table(title=f"{args.path}: every sample valid")
+        for column in ("directory", "samples", "tokens"):
+            table.add_column(column, justify="left" if column == "directory" else "right")
+        for directory in sorted(result.samples):
+            samples, tokens = result.samples[directory], result.tokens[directory]
+            table.add_row(directory, f"{samples:,}", f"{tokens:,}")
+        console.print(table)
+        return 0
+    console.print(f"[bold red]{len(result.failures)} problems[/] in {args.path}:")
+    for f in result.failures:
+        where = ", ".join(
+            part
+            for part in (f.directory, f.shard, None if f.sample is None else f"sample {f.sample}")
+            if part
+        )
+        console.print(f"  {where}: {f.rule}: {f.detail}", markup=False, highlight=False)
+    return 1
+
+
+COMMANDS = {"prepare": run_prepare, "demo": run_demo, "validate": run_validate}
 
 
 def main(argv: list[str] | None = None) -> int:

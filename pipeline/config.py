@@ -42,8 +42,13 @@ class RunConfig(Strict):
     workdir: str = "."
     seed: int = 0
     strict: bool = False
-    until: Literal["documents", "sequences"] = Field(
-        default="sequences", description="the last stage to run"
+    until: Literal["documents", "sequences", "mds"] = Field(
+        default="mds", description="the last stage to run"
+    )
+    scratch: str | None = Field(
+        default=None,
+        description="where intermediate data goes (Spark writes it); default <output>/_work, "
+        "or <workdir>/_longmix_work/<name> when the output is on S3",
     )
 
 
@@ -154,6 +159,45 @@ class PackingConfig(Strict):
         return self.for_domain(domain).lengths or {self.sequence_length: 1.0}
 
 
+class MixConfig(Strict):
+    """Token fractions per domain (or per domain and length) and an optional token budget."""
+
+    tokens: int | None = Field(default=None, gt=0, description="null: keep everything")
+    domains: dict[str, float | dict[int, float]] = Field(default_factory=dict)
+    shortfall: Literal["repeat", "fail"] = "repeat"
+    tolerance: float = Field(default=0.01, ge=0, description="validate: |achieved - target|")
+
+    @model_validator(mode="after")
+    def fractions_sum_to_one(self) -> MixConfig:
+        if self.tokens is not None and not self.domains:
+            raise ValueError("a token budget needs mix.domains fractions")
+        total = sum(sum(f.values()) if isinstance(f, dict) else f for f in self.domains.values())
+        if self.domains and abs(total - 1) > 1e-3:
+            raise ValueError(f"mix.domains fractions sum to {total:.4f}, not 1")
+        return self
+
+    def fractions(self) -> dict[tuple[str, int | None], float]:
+        """(domain, length or None for every length of the domain) -> token fraction."""
+        out: dict[tuple[str, int | None], float] = {}
+        for domain, value in self.domains.items():
+            if isinstance(value, dict):
+                out.update({(domain, length): f for length, f in value.items()})
+            else:
+                out[(domain, None)] = value
+        return out
+
+
+class MdsConfig(Strict):
+    """The MDS shards: what the ProLong trainer reads."""
+
+    indices_dtype: Literal["uint32", "int64"] = Field(
+        default="uint32", description="uint32 as released; int64 for NumPy >= 2 readers"
+    )
+    compression: Literal["zstd"] | None = None
+    shard_size: int = Field(default=64 * 1024 * 1024, gt=0)
+    partitions: int | None = Field(default=None, gt=0, description="default: 2 x cores")
+
+
 class Config(Strict):
     run: RunConfig = Field(default_factory=RunConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
@@ -162,6 +206,8 @@ class Config(Strict):
     concat: ConcatConfig = Field(default_factory=ConcatConfig)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     packing: PackingConfig = Field(default_factory=PackingConfig)
+    mix: MixConfig = Field(default_factory=MixConfig)
+    mds: MdsConfig = Field(default_factory=MdsConfig)
     read_target_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
 
     def resolve(self, path: str) -> str:
@@ -174,6 +220,15 @@ class Config(Strict):
     def output(self) -> str:
         return self.resolve(self.run.output)
 
+    @property
+    def scratch(self) -> str:
+        """Intermediate data, written by Spark (which cannot write s3:// here, see README)."""
+        if self.run.scratch:
+            return self.resolve(self.run.scratch)
+        if self.output.startswith("s3://"):
+            return self.resolve(f"_longmix_work/{self.run.name}")
+        return f"{self.output.rstrip('/')}/_work"
+
     def source_specs(self) -> dict[str, SourceSpec]:
         return {name: source.spec(name) for name, source in self.sources.items()}
 
@@ -181,9 +236,14 @@ class Config(Strict):
         """The resolved config as saved beside outputs, with anything secret-looking masked."""
         return redact(self.model_dump(mode="json"))
 
-    def digest(self) -> str:
-        text = json.dumps(self.redacted(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()
+    def digest(self, leave_out: tuple[str, ...] = ()) -> str:
+        """sha256 of the config as run; `leave_out` names sections that do not matter."""
+        data = {k: v for k, v in self.redacted().items() if k not in leave_out}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+    def packing_digest(self) -> str:
+        """What the packed sequences depend on: not the mix, the shards or Spark's settings."""
+        return self.digest(leave_out=("mix", "mds", "spark"))
 
 
 def redact(value: Any) -> Any:

@@ -6,12 +6,14 @@ report and the resolved config beside the output. It never touches document text
 
 from __future__ import annotations
 
+import json
 import sys
 
 import yaml
 
 from pipeline.config import Config
 from pipeline.errors import LongmixError
+from pipeline.mixfile import MIX_FILE, mix_section, write_mix_file
 from pipeline.report import RunReport
 from pipeline.spark import build_session
 from pipeline.summary import documents_section, packing_section, sources_section
@@ -21,11 +23,21 @@ from stages.logic.documents import (
     count_document,
     count_record,
 )
+from stages.logic.mds import MdsSpec, committed, publish
+from stages.logic.mix import MixError, MixTarget, directory_name, plan_mix
 from stages.logic.pack import PackSpec, SpecKey
 from stages.logic.read import ReadTask
 from stages.logic.readers import BadRecordError
 from stages.logic.sequences import SequencePlan
-from stages.logic.storage import StorageOptions, expand, is_s3, join, write_text
+from stages.logic.storage import (
+    StorageOptions,
+    exists,
+    expand,
+    is_s3,
+    join,
+    read_text,
+    write_text,
+)
 from stages.logic.tally import Tally
 from stages.logic.tokenizers import Tokenizer, TokenizerError, load_tokenizer
 
@@ -40,6 +52,8 @@ TEXT_PARQUET_OPTIONS = {
     "compression": "zstd",
 }
 PACKED_DIR = "packed"
+PACKED_MARKER = "_packed.json"
+REPORT = "_report.json"
 
 
 def storage_options(config: Config) -> StorageOptions:
@@ -88,47 +102,66 @@ def bad_record_message(exc: BaseException) -> str | None:
 
 
 def prepare(config: Config, master: str | None = None) -> RunReport:
-    """Run the pipeline up to `run.until` (documents, or packed sequences); write the report
-    and the resolved config beside the output."""
-    from stages.read import read_sources
-
+    """Run the pipeline up to `run.until` (documents, packed sequences, or the MDS mix);
+    write the report and the resolved config beside the output. A run that finished with the
+    same config is not run again; one that was killed resumes from what it committed."""
     storage = storage_options(config)
     output = config.output
-    if is_s3(output):
+    if is_s3(output) and config.run.until != "mds":
         raise LongmixError(
-            "run.output on S3 needs the MDS writer stage; give a local or cluster path for now"
+            f"run.until: {config.run.until} writes parquet with Spark, which cannot write "
+            "s3:// here; give a local or cluster path, or run until mds"
         )
+    finished = finished_report(config, storage)
+    if finished is not None:
+        return finished
     report = RunReport(config.run.name, config.digest())
-    with report.stage("discover"):
-        tasks = discover(config, storage)
-    report["input"] = {"files": len(tasks), "bytes": sum(t.size for t in tasks)}
     spark = build_session(config.spark, master)
     try:
-        records = read_sources(
-            spark,
-            tasks,
-            config.source_specs(),
-            storage,
-            config.run.strict,
-            config.read_target_bytes,
-        )
         if config.run.until == "documents":
-            outputs = write_documents(spark, config, records, report)
+            outputs = write_documents(spark, config, read(spark, config, report), report)
         else:
-            outputs = write_sequences(spark, config, records, report)
+            outputs = packed_sequences(spark, config, report)
+            if config.run.until == "mds":
+                outputs = write_output(spark, config, report, outputs["sequences"])
     except Exception as exc:
         message = bad_record_message(exc)
         if message:
             raise LongmixError(message) from None
         raise
     report["outputs"] = outputs
-    write_text(join(output, "_report.json"), report.to_json() + "\n", storage)
     write_text(
         join(output, "config.resolved.yaml"),
         yaml.safe_dump(config.redacted(), sort_keys=False),
         storage,
     )
+    write_text(join(output, REPORT), report.to_json() + "\n", storage)
     return report
+
+
+def finished_report(config: Config, storage: StorageOptions) -> RunReport | None:
+    """The saved report of a finished run with this very config, if there is one."""
+    uri = join(config.output, REPORT)
+    if not exists(uri, storage):
+        return None
+    saved = json.loads(read_text(uri, storage))
+    if saved.get("config_sha256") != config.digest() or "outputs" not in saved:
+        return None
+    report = RunReport(config.run.name, config.digest())
+    report.data = {**saved, "already_complete": True}
+    return report
+
+
+def read(spark, config: Config, report: RunReport):
+    from stages.read import read_sources
+
+    storage = storage_options(config)
+    with report.stage("discover"):
+        tasks = discover(config, storage)
+    report["input"] = {"files": len(tasks), "bytes": sum(t.size for t in tasks)}
+    return read_sources(
+        spark, tasks, config.source_specs(), storage, config.run.strict, config.read_target_bytes
+    )
 
 
 def write_documents(spark, config: Config, records, report: RunReport) -> dict[str, str]:
@@ -196,6 +229,27 @@ def sequence_plan(spark, config: Config, report: RunReport) -> SequencePlan:
     )
 
 
+def packed_sequences(spark, config: Config, report: RunReport) -> dict[str, str]:
+    """The packed sequences in scratch, reused when an earlier run with the same packing
+    settings finished them (the report's sections saved beside them)."""
+    storage = storage_options(config)
+    marker = join(config.scratch, PACKED_MARKER)
+    if exists(marker, storage):
+        saved = json.loads(read_text(marker, storage))
+        if saved["digest"] == config.packing_digest():
+            report.data.update(saved["report"])
+            return {"sequences": saved["sequences"]}
+    outputs = write_sequences(spark, config, read(spark, config, report), report)
+    sections = ("input", "tokenizer", "sources", "documents", "packing")
+    saved = {
+        "digest": config.packing_digest(),
+        "sequences": outputs["sequences"],
+        "report": {name: report[name] for name in sections},
+    }
+    write_text(marker, json.dumps(saved, indent=2), storage)
+    return outputs
+
+
 def write_sequences(spark, config: Config, records, report: RunReport) -> dict[str, str]:
     """Records to packed sequences in one pass, then the partial sequences packed together.
 
@@ -209,7 +263,7 @@ def write_sequences(spark, config: Config, records, report: RunReport) -> dict[s
 
     plan = sequence_plan(spark, config, report)
     buckets = config.packing.buckets
-    uri = join(config.output, PACKED_DIR)
+    uri = join(config.scratch, PACKED_DIR)
     rows = build_sequences(
         records,
         plan,
@@ -228,6 +282,80 @@ def write_sequences(spark, config: Config, records, report: RunReport) -> dict[s
     report["documents"] = documents_section(tally)
     report["packing"] = packing_section(tally)
     return {"sequences": join(uri, "row_type=sequence")}
+
+
+def mix_targets(config: Config, report: RunReport) -> dict[SpecKey, MixTarget]:
+    available = {
+        (domain, int(length)): numbers["sequences"]
+        for domain, lengths in report["packing"].items()
+        for length, numbers in lengths.items()
+    }
+    keys = set(available)
+    for domain, length in config.mix.fractions():
+        keys |= {(domain, n) for n in ([length] if length else config.packing.lengths(domain))}
+    directories = {key: directory_for(config, *key) for key in keys}
+    try:
+        return plan_mix(
+            available,
+            directories,
+            config.mix.fractions(),
+            config.mix.tokens,
+            config.mix.shortfall,
+        )
+    except MixError as exc:
+        raise LongmixError(str(exc)) from None
+
+
+def directory_for(config: Config, domain: str, length: int) -> str:
+    packing = config.packing.for_domain(domain)
+    suffixed = packing.mode == "long" or len(config.packing.lengths(domain)) > 1
+    return directory_name(domain, length, suffixed)
+
+
+def mds_spec(config: Config, targets: dict[SpecKey, MixTarget]) -> MdsSpec:
+    masked = {
+        t.directory
+        for t in targets.values()
+        if config.packing.for_domain(t.domain).mode == "sft"
+        or config.packing.for_domain(t.domain).method == "bfd"
+    }
+    return MdsSpec(
+        root=config.output,
+        storage=storage_options(config),
+        indices_dtype=config.mds.indices_dtype,
+        compression=config.mds.compression,
+        shard_size=config.mds.shard_size,
+        masked=frozenset(masked),
+    )
+
+
+def write_output(spark, config: Config, report: RunReport, sequences_uri: str) -> dict[str, str]:
+    """The mix sampled from the packed sequences and written as MDS shards exactly once:
+    units committed by an earlier, interrupted run are not written again."""
+    from pyspark.sql import functions as F
+
+    from stages.mds import write_mds
+    from stages.mix import select_sequences
+
+    targets = mix_targets(config, report)
+    spec = mds_spec(config, targets)
+    done = committed(spec)
+    selected = select_sequences(spark.read.parquet(sequences_uri), targets, config.run.seed)
+    if done:
+        unit = F.concat_ws("/", "directory", F.col("bucket").cast("string"))
+        selected = selected.where(~unit.isin([f"{d}/{b}" for d, b in done]))
+    partitions = config.mds.partitions or spark.sparkContext.defaultParallelism * 2
+    with report.stage("mix_and_write_mds"):
+        written = write_mds(selected, spec, partitions).collect()
+    records = committed(spec)
+    lost = {(row.directory, row.bucket) for row in written} - set(records)
+    if lost:
+        raise LongmixError(f"units written but not committed: {sorted(lost)[:5]}")
+    with report.stage("publish"):
+        publish(spec, records)
+    report["mix"] = mix_section(targets, records)
+    write_mix_file(config.output, report["mix"], config.mix.tolerance, storage_options(config))
+    return {"mds": config.output, "mix": join(config.output, MIX_FILE)}
 
 
 if __name__ == "__main__":

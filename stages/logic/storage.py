@@ -39,18 +39,8 @@ def is_s3(uri: str) -> bool:
 
 
 def s3_filesystem(options: StorageOptions) -> pafs.S3FileSystem:
-    endpoint = (
-        options.s3_endpoint_url
-        or os.environ.get("AWS_ENDPOINT_URL_S3")
-        or os.environ.get("AWS_ENDPOINT_URL")
-    )
-    region = (
-        options.s3_region
-        or os.environ.get("AWS_REGION")
-        or os.environ.get("AWS_DEFAULT_REGION")
-        or "us-east-1"
-    )
-    kwargs: dict[str, object] = {"region": region}
+    endpoint = endpoint_url(options)
+    kwargs: dict[str, object] = {"region": region_of(options)}
     if endpoint:
         parsed = urlparse(endpoint)
         kwargs["endpoint_override"] = parsed.netloc or parsed.path
@@ -150,3 +140,84 @@ def write_text(uri: str, text: str, options: StorageOptions) -> None:
 def read_text(uri: str, options: StorageOptions) -> str:
     with open_input(uri, options) as stream:
         return stream.read().decode("utf-8")
+
+
+def endpoint_url(options: StorageOptions) -> str | None:
+    return (
+        options.s3_endpoint_url
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+    )
+
+
+def region_of(options: StorageOptions) -> str:
+    return (
+        options.s3_region
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or "us-east-1"
+    )
+
+
+def s3_client(options: StorageOptions):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint_url(options), region_name=region_of(options))
+
+
+def bucket_and_key(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    return bucket, key
+
+
+def claim(uri: str, text: str, options: StorageOptions) -> bool:
+    """Create `uri` holding `text` only if it does not exist yet; True for the one caller
+    that created it. Atomic: O_EXCL locally, a conditional PUT (If-None-Match) on S3."""
+    if is_s3(uri):
+        bucket, key = bucket_and_key(uri)
+        client = s3_client(options)
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=text.encode(), IfNoneMatch="*")
+        except client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+                return False
+            raise
+        return True
+    os.makedirs(os.path.dirname(uri), exist_ok=True)
+    try:
+        handle = os.open(uri, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(handle, "w") as out:
+        out.write(text)
+    return True
+
+
+def exists(uri: str, options: StorageOptions) -> bool:
+    fs, path = resolve(uri, options)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def list_files(uri: str, options: StorageOptions) -> list[str]:
+    """Every file under the folder `uri` (recursively), as URIs; none if it is missing."""
+    fs, path = resolve(uri, options)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return []
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+    prefix = "s3://" if is_s3(uri) else ""
+    return sorted(prefix + i.path for i in infos if i.type == pafs.FileType.File)
+
+
+def list_folders(uri: str, options: StorageOptions) -> list[str]:
+    """The names of the folders directly under `uri`."""
+    fs, path = resolve(uri, options)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return []
+    infos = fs.get_file_info(pafs.FileSelector(path))
+    return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
+
+def delete_folder(uri: str, options: StorageOptions) -> None:
+    fs, path = resolve(uri, options)
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        fs.delete_dir(path)

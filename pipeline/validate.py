@@ -1,0 +1,241 @@
+"""`longmix validate PATH`: every sample of every directory of a longmix output, read with
+mosaicml-streaming's shard readers and checked against the contract the ProLong trainer
+relies on (../shared/RECIPE.md) and against the run's own `mix.yaml` and report.
+
+Rules: `missing_index`, `missing_shard`, `corrupted_shard` (sha1 from index.json),
+`unreadable_sample`, `length` (input_ids length = `length` = the directory's length),
+`indices` (an (n, 2) cover of [0, L) in order), `vocabulary` (ids below the tokenizer's size),
+`mask` (same shape as input_ids, 0/1), `domain` (the directory's domain), `sample_count`
+(index.json and mix.yaml agree with what was read), `duplicate` (a sample more often than
+its directory's repeat factor allows) and `proportion` (achieved token fraction within
+mix.yaml's tolerance of the target).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from pipeline.mixfile import MIX_FILE
+from stages.logic.storage import StorageOptions, is_s3, list_files, resolve
+
+REPORT = "_report.json"
+
+
+@dataclass(frozen=True)
+class Failure:
+    directory: str
+    shard: str | None
+    sample: int | None
+    rule: str
+    detail: str
+
+
+@dataclass
+class Summary:
+    """Per directory: samples and tokens read."""
+
+    samples: Counter = field(default_factory=Counter)
+    tokens: Counter = field(default_factory=Counter)
+
+
+@dataclass
+class Validation:
+    failures: list[Failure]
+    samples: dict[str, int]
+    tokens: dict[str, int]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "ok": self.ok,
+                "samples": self.samples,
+                "tokens": self.tokens,
+                "failures": [asdict(f) for f in self.failures],
+            },
+            indent=2,
+        )
+
+
+def validate(path: str, storage: StorageOptions) -> Validation:
+    """Validate a local output folder, or an S3 one (downloaded to a temporary folder)."""
+    if not is_s3(path):
+        return validate_local(Path(path))
+    with tempfile.TemporaryDirectory(prefix="longmix-validate-") as local:
+        download(path, Path(local), storage)
+        return validate_local(Path(local))
+
+
+def download(uri: str, local: Path, storage: StorageOptions) -> None:
+    fs, _ = resolve(uri, storage)
+    for remote in list_files(uri, storage):
+        relative = remote[len(uri.rstrip("/")) + 1 :]
+        if relative.startswith("_work/"):
+            continue
+        target = local / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with fs.open_input_file(remote[len("s3://") :]) as stream:
+            target.write_bytes(stream.read())
+
+
+def validate_local(root: Path) -> Validation:
+    mix = yaml.safe_load((root / MIX_FILE).read_text())
+    report = json.loads((root / REPORT).read_text())
+    vocab = report["tokenizer"]["vocab_size"]
+    failures: list[Failure] = []
+    summary = Summary()
+    for directory, expected in mix["domains"].items():
+        hashes: Counter = Counter()
+        failures += check_directory(root / directory, expected, vocab, summary, hashes)
+        if summary.samples[directory] != expected["sequences"]:
+            failures.append(
+                Failure(
+                    directory,
+                    None,
+                    None,
+                    "sample_count",
+                    f"read {summary.samples[directory]} samples, mix.yaml says "
+                    f"{expected['sequences']}",
+                )
+            )
+        allowed = max(1, math.ceil(expected["repeat"]))
+        for digest, count in hashes.items():
+            if count > allowed:
+                failures.append(
+                    Failure(
+                        directory,
+                        None,
+                        None,
+                        "duplicate",
+                        f"a sample (sha1 {digest[:12]}) appears {count} times; repeat allows "
+                        f"{allowed}",
+                    )
+                )
+    failures += check_proportions(mix, summary)
+    return Validation(failures, dict(summary.samples), dict(summary.tokens))
+
+
+def check_directory(
+    folder: Path, expected: dict[str, Any], vocab: int, summary: Summary, hashes: Counter
+) -> Iterator[Failure]:
+    from streaming.base.format import reader_from_json
+
+    directory = folder.name
+    index_file = folder / "index.json"
+    if not index_file.exists():
+        yield Failure(directory, None, None, "missing_index", f"{index_file} does not exist")
+        return
+    shards = json.loads(index_file.read_text())["shards"]
+    declared = sum(shard["samples"] for shard in shards)
+    with tempfile.TemporaryDirectory(prefix="longmix-shard-") as scratch:
+        for shard in shards:
+            name = shard["raw_data"]["basename"]
+            problem = shard_problem(folder, shard, Path(scratch))
+            if problem:
+                yield Failure(directory, name, None, *problem)
+                continue
+            base = scratch if shard.get("zip_data") else str(folder)
+            reader = reader_from_json(base, None, shard)
+            for index in range(shard["samples"]):
+                try:
+                    sample = reader.get_item(index)
+                except Exception as exc:  # a damaged sample: report it, keep checking
+                    yield Failure(directory, name, index, "unreadable_sample", repr(exc)[:200])
+                    continue
+                summary.samples[directory] += 1
+                summary.tokens[directory] += len(sample["input_ids"])
+                hashes[hashlib.sha1(np.asarray(sample["input_ids"]).tobytes()).hexdigest()] += 1
+                for rule, detail in sample_problems(sample, expected, vocab):
+                    yield Failure(directory, name, index, rule, detail)
+    if declared != summary.samples[directory]:
+        yield Failure(
+            directory,
+            None,
+            None,
+            "sample_count",
+            f"index.json declares {declared} samples, {summary.samples[directory]} were read",
+        )
+
+
+def shard_problem(folder: Path, shard: dict, scratch: Path) -> tuple[str, str] | None:
+    """A missing or corrupted shard file; a compressed shard is unpacked into `scratch`."""
+    from streaming.base.compression import decompress
+
+    stored = shard.get("zip_data") or shard["raw_data"]
+    path = folder / stored["basename"]
+    if not path.exists():
+        return "missing_shard", f"{path} does not exist"
+    data = path.read_bytes()
+    expected = stored.get("hashes", {}).get("sha1")
+    if expected and hashlib.sha1(data).hexdigest() != expected:
+        return "corrupted_shard", f"sha1 of {path} differs from index.json"
+    if shard.get("zip_data"):
+        raw = scratch / shard["raw_data"]["basename"]
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            raw.write_bytes(decompress(shard["compression"], data))
+        except Exception as exc:
+            return "corrupted_shard", f"{path} does not decompress: {exc!r}"[:200]
+    return None
+
+
+def sample_problems(
+    sample: dict[str, Any], expected: dict[str, Any], vocab: int
+) -> Iterator[tuple[str, str]]:
+    ids = np.asarray(sample["input_ids"])
+    length = expected["length"]
+    if len(ids) != length or sample["length"] != length:
+        yield "length", f"{len(ids)} tokens, `length` {sample['length']}, directory {length}"
+    if len(ids) and int(ids.max()) >= vocab:
+        yield "vocabulary", f"id {int(ids.max())} >= vocabulary size {vocab}"
+    problem = indices_problem(np.asarray(sample["indices"]), len(ids))
+    if problem:
+        yield "indices", problem
+    if "mask" in sample:
+        mask = np.asarray(sample["mask"])
+        if mask.shape != ids.shape or not np.isin(mask, (0, 1)).all():
+            yield "mask", f"mask shape {mask.shape} (values {np.unique(mask)[:4]}) for {ids.shape}"
+    if sample["domain"] != expected["domain"]:
+        yield "domain", f"{sample['domain']!r}, directory holds {expected['domain']!r}"
+
+
+def indices_problem(indices: np.ndarray, length: int) -> str | None:
+    if indices.ndim != 2 or indices.shape[1] != 2 or not len(indices):
+        return f"shape {indices.shape}, expected (n, 2)"
+    starts, ends = indices[:, 0].astype(np.int64), indices[:, 1].astype(np.int64)
+    if starts[0] != 0 or ends[-1] != length:
+        return f"covers [{starts[0]}, {ends[-1]}), not [0, {length})"
+    if not (np.all(starts < ends) and np.all(starts[1:] == ends[:-1])):
+        gap = int(np.flatnonzero(starts[1:] != ends[:-1])[0]) if len(starts) > 1 else 0
+        return f"segments not contiguous and non-empty near segment {gap}"
+    return None
+
+
+def check_proportions(mix: dict[str, Any], summary: Summary) -> Iterator[Failure]:
+    total = sum(summary.tokens.values()) or 1
+    tolerance = mix.get("tolerance", 0.01)
+    for directory, expected in mix["domains"].items():
+        achieved = summary.tokens[directory] / total
+        target = expected["target_token_fraction"]
+        if abs(achieved - target) > tolerance:
+            yield Failure(
+                directory,
+                None,
+                None,
+                "proportion",
+                f"token fraction {achieved:.4f}, target {target:.4f} (tolerance {tolerance})",
+            )

@@ -1,0 +1,216 @@
+"""Writing the mix as mosaicml-streaming (MDS) shards, exactly once.
+
+Work is cut into units: one (output directory, bucket) each, whose samples depend only on
+config, seed and data. A task attempt writes a unit with streaming's `MDSWriter` into its own
+folder `<directory>/b<bucket>-a<attempt>` (shards uploaded from the task when the output is on
+S3), then claims the unit by creating `_commits/<directory>/b<bucket>.json` if it does not
+exist yet (O_EXCL locally, a conditional PUT on S3). The first claim wins; a losing attempt
+(a retry after a commit, a speculative copy) deletes its own folder. The driver then merges
+the committed folders' indexes and deletes every uncommitted folder. `dataframe_to_mds` has no
+such commit: a retried or speculative task would leave a second copy of its shards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import groupby
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from stages.logic.pack import list_values
+from stages.logic.storage import (
+    StorageOptions,
+    claim,
+    delete_folder,
+    endpoint_url,
+    exists,
+    is_s3,
+    join,
+    list_files,
+    list_folders,
+    read_text,
+)
+
+COMMIT_SCHEMA = pa.schema(
+    [
+        ("directory", pa.large_string()),
+        ("bucket", pa.int32()),
+        ("record", pa.large_string()),  # the unit's commit record, JSON
+    ]
+)
+WRITE_COLUMNS = ["directory", "bucket", "seq_no", "copy", "domain", "input_ids", "indices", "mask"]
+COMMITS = "_commits"
+# Test-only: "<marker path>:<samples>" makes the first attempt to reach that many samples in
+# a unit die (once: the marker file records that it happened), to exercise retries.
+FAIL_ONCE_VARIABLE = "LONGMIX_TEST_FAIL_ONCE"
+
+
+@dataclass(frozen=True)
+class MdsSpec:
+    root: str
+    storage: StorageOptions
+    indices_dtype: str = "uint32"
+    compression: str | None = None
+    shard_size: int = 64 * 1024 * 1024
+    masked: frozenset[str] = frozenset()  # directories whose samples carry `mask`
+
+    def columns(self, directory: str) -> dict[str, str]:
+        columns = {
+            "input_ids": "ndarray:uint32",
+            "indices": f"ndarray:{self.indices_dtype}",
+            "domain": "str",
+            "length": "int32",
+        }
+        if directory in self.masked:
+            columns["mask"] = "ndarray:uint8"
+        return columns
+
+
+def unit_name(bucket: int) -> str:
+    return f"b{bucket:05d}"
+
+
+def commit_uri(spec: MdsSpec, directory: str, bucket: int) -> str:
+    return join(spec.root, COMMITS, directory, f"{unit_name(bucket)}.json")
+
+
+def samples_of(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """(directory, bucket, sample) in row order; arrays are views into the batch."""
+    for batch in batches:
+        ids, id_offsets = list_values(batch.column("input_ids"))
+        idx, idx_offsets = list_values(batch.column("indices"))
+        masks = batch.column("mask")
+        mask_values, mask_offsets = list_values(masks)
+        mask_null = masks.is_null().to_numpy(zero_copy_only=False)
+        columns = [batch.column(c).to_pylist() for c in ("directory", "bucket", "domain")]
+        for i, (directory, bucket, domain) in enumerate(zip(*columns, strict=True)):
+            tokens = ids[id_offsets[i] : id_offsets[i + 1]].view(np.uint32)
+            sample = {
+                "input_ids": tokens,
+                "indices": idx[idx_offsets[i] : idx_offsets[i + 1]].reshape(-1, 2),
+                "domain": domain,
+                "length": len(tokens),
+            }
+            if not mask_null[i]:
+                sample["mask"] = mask_values[mask_offsets[i] : mask_offsets[i + 1]]
+            yield directory, bucket, sample
+
+
+def write_partition(
+    batches: Iterable[pa.RecordBatch], spec: MdsSpec, attempt: int
+) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body over rows sorted by (directory, bucket, seq_no, copy): each unit
+    written and claimed; one COMMIT_SCHEMA row per unit with the winning attempt's record."""
+    for (directory, bucket), samples in groupby(samples_of(batches), key=lambda s: s[:2]):
+        record = write_unit(spec, directory, bucket, (s for _, _, s in samples), attempt)
+        yield pa.RecordBatch.from_pylist(
+            [{"directory": directory, "bucket": bucket, "record": json.dumps(record)}],
+            schema=COMMIT_SCHEMA,
+        )
+
+
+def write_unit(
+    spec: MdsSpec, directory: str, bucket: int, samples: Iterable[dict], attempt: int
+) -> dict[str, Any]:
+    from streaming import MDSWriter
+
+    marker = commit_uri(spec, directory, bucket)
+    if exists(marker, spec.storage):  # committed by an attempt Spark did not see finish
+        return json.loads(read_text(marker, spec.storage))
+    folder = f"{unit_name(bucket)}-a{attempt}"
+    target = join(spec.root, directory, folder)
+    delete_folder(target, spec.storage)  # a stale attempt of a killed earlier run
+    scratch = tempfile.mkdtemp(prefix="longmix-mds-") if is_s3(target) else None
+    out = (scratch, target) if scratch else target
+    if scratch and endpoint_url(spec.storage):
+        os.environ["S3_ENDPOINT_URL"] = endpoint_url(spec.storage)
+    fail_at = fail_once_at()
+    count = tokens = 0
+    try:
+        with MDSWriter(
+            out=out,
+            columns=spec.columns(directory),
+            compression=spec.compression,
+            hashes=["sha1"],
+            size_limit=spec.shard_size,
+            keep_local=scratch is None,
+        ) as writer:
+            for sample in samples:
+                writer.write(encode(sample, spec))
+                count += 1
+                tokens += sample["length"]
+                if count == fail_at:
+                    raise RuntimeError(f"{FAIL_ONCE_VARIABLE}: attempt dies in {target}")
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+    record = {
+        "directory": directory,
+        "bucket": bucket,
+        "folder": folder,
+        "samples": count,
+        "tokens": tokens,
+        "index": join(target, "index.json"),
+    }
+    if claim(marker, json.dumps(record, sort_keys=True), spec.storage):
+        return record
+    delete_folder(target, spec.storage)
+    return json.loads(read_text(marker, spec.storage))
+
+
+def encode(sample: dict[str, Any], spec: MdsSpec) -> dict[str, Any]:
+    out = dict(sample)
+    out["indices"] = sample["indices"].astype(spec.indices_dtype)
+    if "mask" in sample:
+        out["mask"] = sample["mask"].astype(np.uint8)
+    return out
+
+
+def fail_once_at() -> int | None:
+    setting = os.environ.get(FAIL_ONCE_VARIABLE)
+    if not setting:
+        return None
+    marker, _, samples = setting.rpartition(":")
+    try:
+        handle = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return None
+    os.close(handle)
+    return int(samples)
+
+
+def committed(spec: MdsSpec) -> dict[tuple[str, int], dict[str, Any]]:
+    """Every unit's commit record so far (a resumed run skips these units)."""
+    records = {}
+    for uri in list_files(join(spec.root, COMMITS), spec.storage):
+        if uri.endswith(".json"):
+            record = json.loads(read_text(uri, spec.storage))
+            records[(record["directory"], record["bucket"])] = record
+    return records
+
+
+def publish(spec: MdsSpec, records: dict[tuple[str, int], dict[str, Any]]) -> None:
+    """One merged index.json per directory over its committed units, in bucket order, and
+    every folder no commit names deleted (failed, killed and speculative attempts)."""
+    from streaming.base.util import merge_index
+
+    if is_s3(spec.root) and endpoint_url(spec.storage):
+        os.environ["S3_ENDPOINT_URL"] = endpoint_url(spec.storage)
+    for directory in sorted({d for d, _ in records}):
+        units = sorted((b, r) for (d, b), r in records.items() if d == directory)
+        root = join(spec.root, directory)
+        kept = {record["folder"] for _, record in units}
+        for folder in list_folders(root, spec.storage):
+            if folder not in kept:
+                delete_folder(join(root, folder), spec.storage)
+        with tempfile.TemporaryDirectory(prefix="longmix-index-") as scratch:
+            out = (scratch, root) if is_s3(root) else root
+            indexes = [record["index"] for _, record in units]
+            merge_index(indexes, out, keep_local=not is_s3(root))
