@@ -52,6 +52,11 @@ def run_prepare(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     report = prepare(config, args.master)
+    if report.data.get("already_complete"):
+        console.print(
+            f"{config.output}: already complete with this config; nothing to do", soft_wrap=True
+        )
+        return 0
     print_summary(report.data)
     return 0
 

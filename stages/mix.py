@@ -38,6 +38,16 @@ def extra_thresholds(ranked: DataFrame, targets: dict[SpecKey, MixTarget]) -> di
     return {(r.domain, r.seq_len): (r.rank, r.bucket, r.seq_no) for r in rows}
 
 
+def at_or_before(threshold: tuple) -> Column:
+    """(rank, bucket, seq_no) ordered at or before `threshold`."""
+    types = {"rank": "bigint", "bucket": "int", "seq_no": "bigint"}
+    bound = F.struct(
+        *(F.lit(v).cast(types[n]).alias(n) for n, v in zip(RANK, threshold, strict=True))
+    )
+    row = F.struct(*(F.col(n).cast(types[n]).alias(n) for n in RANK))
+    return row <= bound
+
+
 def select_sequences(
     sequences: DataFrame, targets: dict[SpecKey, MixTarget], seed: int
 ) -> DataFrame:
@@ -50,7 +60,7 @@ def select_sequences(
         {
             key: F.lit(t.copies)
             + (
-                F.when(F.struct(*RANK) <= F.struct(*map(F.lit, thresholds[key])), 1).otherwise(0)
+                F.when(at_or_before(thresholds[key]), 1).otherwise(0)
                 if key in thresholds
                 else F.lit(0)
             )

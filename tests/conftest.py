@@ -28,7 +28,9 @@ os.environ.update(
 os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
+from pipeline import corpus
 from pipeline.config import SparkConfig, parse_config
+from pipeline.demo import descriptions, package_files
 from pipeline.spark import build_session
 
 TEST_SPARK_CONF = {
@@ -56,16 +58,44 @@ def make_config(sources: dict, output: Path, **sections) -> object:
     return parse_config(data)
 
 
-def prepare_cli(config: dict, folder: Path, name: str) -> subprocess.CompletedProcess:
-    """`longmix prepare` in its own process (its own JVM, so its own master and cores)."""
+def prepare_command(config: dict, folder: Path, name: str) -> list[str]:
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
+    return [sys.executable, "-m", "pipeline.cli", "prepare", str(path)]
+
+
+def prepare_cli(
+    config: dict, folder: Path, name: str, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """`longmix prepare` in its own process (its own JVM, so its own master and cores)."""
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "prepare", str(path)],
+        prepare_command(config, folder, name),
         capture_output=True,
         text=True,
         timeout=600,
+        env={**os.environ, **(env or {})},
     )
+
+
+@pytest.fixture(scope="session")
+def mixed_corpus(tmp_path_factory):
+    """Stack repositories, SlimPajama books and arXiv, UltraChat chats: every packing mode."""
+    root = tmp_path_factory.mktemp("mixed")
+    files = [(f"org/r{k % 5}", p, t) for k, (p, t) in enumerate(package_files("yaml"))]
+    corpus.write_stack(root / "stack", files, shards=3)
+    prose = descriptions()
+    for chunk in range(3):
+        records = [
+            corpus.slimpajama_record(text, "RedPajamaBook" if i % 3 == 0 else "RedPajamaArXiv")
+            for i, text in enumerate(prose[chunk::3][:40])
+        ]
+        corpus.write_jsonl(root / f"sp/chunk{chunk}/example_train_0.jsonl.zst", records)
+    chats = [
+        {"prompt": t[:80], "prompt_id": str(i), "messages": corpus.chat(t[:200], t[200:900])}
+        for i, t in enumerate(prose[:60])
+    ]
+    corpus.write_parquet(root / "uc/train_sft-0.parquet", chats, corpus.ULTRACHAT_SCHEMA)
+    return root
 
 
 def free_port() -> int:

@@ -82,6 +82,11 @@ def test_bundled_presets_validate_and_say_what_the_release_did():
     assert round(long512.lengths("book")[524288], 3) == round(5 / 30, 3)
     assert long512.lengths("fineweb-edu") == {524288: 1.0}
     assert configs["sft-ultrachat-64k"].packing.for_domain("ultrachat").mode == "sft"
+    mix64, mix512 = configs["prolong-64k"].mix, configs["prolong-512k"].mix
+    assert mix64.tokens == mix512.tokens == 20_000_000_000
+    assert mix64.fractions()[("thestackv1_concat_by_repo", None)] == 0.30
+    assert mix512.fractions()[("book", 524288)] == 0.05
+    assert mix512.fractions()[("book", 65536)] == 0.25
 
 
 def test_best_fit_is_refused_outside_short_data(tmp_path):

@@ -4,11 +4,12 @@ import json
 import subprocess
 import sys
 
-import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import load_config
 from pipeline.presets import config_path
+from pipeline.validate import validate
+from stages.logic.storage import StorageOptions
 
 
 @pytest.mark.slow
@@ -35,7 +36,8 @@ def test_demo_runs_every_source(tmp_path):
         for length, numbers in lengths.items():
             assert numbers["tokens_accounted"], (domain, length)
             assert numbers["tokens_out"] == numbers["sequences"] * int(length)
-    sequences = pq.read_table(report["outputs"]["sequences"])
-    assert sequences.num_rows == sum(
+    result = validate(str(tmp_path / "output"), StorageOptions())
+    assert result.ok, result.failures[:5]
+    assert sum(result.samples.values()) == sum(
         n["sequences"] for lengths in report["packing"].values() for n in lengths.values()
     )

@@ -6,8 +6,6 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import corpus
-from pipeline.demo import descriptions, package_files
 from pipeline.main import prepare
 from stages.logic.tokenizers import TokenizerSpec, load_tokenizer
 from tests.conftest import TEST_SPARK_CONF, make_config, prepare_cli
@@ -25,26 +23,6 @@ PACKING = {
 }
 
 
-@pytest.fixture(scope="module")
-def mixed_corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mixed")
-    files = [(f"org/r{k % 5}", p, t) for k, (p, t) in enumerate(package_files("yaml"))]
-    corpus.write_stack(root / "stack", files, shards=3)
-    prose = descriptions()
-    for chunk in range(3):
-        records = [
-            corpus.slimpajama_record(text, "RedPajamaBook" if i % 3 == 0 else "RedPajamaArXiv")
-            for i, text in enumerate(prose[chunk::3][:40])
-        ]
-        corpus.write_jsonl(root / f"sp/chunk{chunk}/example_train_0.jsonl.zst", records)
-    chats = [
-        {"prompt": t[:80], "prompt_id": str(i), "messages": corpus.chat(t[:200], t[200:900])}
-        for i, t in enumerate(prose[:60])
-    ]
-    corpus.write_parquet(root / "uc/train_sft-0.parquet", chats, corpus.ULTRACHAT_SCHEMA)
-    return root
-
-
 def sources(root, reverse=False):
     stack = sorted(str(p) for p in (root / "stack").rglob("*.parquet"))
     sp = sorted(str(p) for p in (root / "sp").rglob("*.zst"))
@@ -58,13 +36,13 @@ def sources(root, reverse=False):
 
 
 def samples(output):
-    rows = pq.read_table(output / "packed/row_type=sequence").to_pylist()
+    rows = pq.read_table(output / "_work/packed/row_type=sequence").to_pylist()
     return sorted(rows, key=lambda r: (r["domain"], r["seq_len"], r["bucket"], r["seq_no"]))
 
 
 def run_cli(tmp_path, name, root, master, partitions, reverse):
     config = {
-        "run": {"name": name, "output": str(tmp_path / name), "seed": 5},
+        "run": {"name": name, "output": str(tmp_path / name), "seed": 5, "until": "sequences"},
         "spark": {
             "master": master,
             "conf": {**TEST_SPARK_CONF, "spark.sql.shuffle.partitions": partitions},

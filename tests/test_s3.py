@@ -29,7 +29,7 @@ def sources(base):
 
 
 def sequences(path):
-    rows = pq.read_table(path / "packed/row_type=sequence").to_pylist()
+    rows = pq.read_table(path / "_work/packed/row_type=sequence").to_pylist()
     return sorted(rows, key=lambda r: (r["domain"], r["seq_len"], r["bucket"], r["seq_no"]))
 
 

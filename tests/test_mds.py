@@ -1,0 +1,218 @@
+"""The mix as MDS shards: read back with mosaicml-streaming over mix.yaml, ProLong's reading of
+`indices`, exactly-once under task failure and speculation, resume after a killed driver."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from pipeline.errors import LongmixError
+from pipeline.main import prepare
+from pipeline.validate import validate
+from stages.logic.mds import FAIL_ONCE_VARIABLE
+from stages.logic.storage import StorageOptions
+from tests.conftest import TEST_SPARK_CONF, make_config, prepare_cli, prepare_command
+from tests.test_pack_spark import PACKING, sources
+
+MIX = {
+    "tokens": 200_000,
+    "domains": {
+        "thestackv1_concat_by_repo": 0.3,  # fewer sequences than asked: repeated
+        "book": 0.2,  # more than asked: a seeded sample
+        "arxiv": 0.3,
+        "ultrachat": 0.2,
+    },
+}
+
+
+def read_mix(output: Path) -> dict[str, list[dict]]:
+    """Every sample of every directory, through streaming.StreamingDataset over mix.yaml."""
+    from streaming import Stream, StreamingDataset
+
+    mix = yaml.safe_load((output / "mix.yaml").read_text())
+    out = {}
+    for stream in mix["streams"]:
+        data = StreamingDataset(streams=[Stream(**stream)], shuffle=False, batch_size=1)
+        out[Path(stream["local"]).name] = [data[i] for i in range(len(data))]
+    return out
+
+
+def fingerprint(output: Path) -> dict[str, list[str]]:
+    """Per directory, the sha1 of every sample's tokens, in the order a reader sees them."""
+    return {
+        name: [hashlib.sha1(np.asarray(s["input_ids"]).tobytes()).hexdigest() for s in samples]
+        for name, samples in read_mix(output).items()
+    }
+
+
+def shard_hashes(output: Path) -> dict[str, list[str]]:
+    """Per directory, the sha1 of each shard file in index order."""
+    out = {}
+    for index in sorted(output.glob("*/index.json")):
+        shards = json.loads(index.read_text())["shards"]
+        out[index.parent.name] = [s["raw_data"]["hashes"]["sha1"] for s in shards]
+    return out
+
+
+def stray_folders(output: Path) -> list[str]:
+    """Folders inside output directories that no merged index refers to."""
+    stray = []
+    for index in output.glob("*/index.json"):
+        used = {
+            s["raw_data"]["basename"].split("/")[0] for s in json.loads(index.read_text())["shards"]
+        }
+        stray += [p.name for p in index.parent.iterdir() if p.is_dir() and p.name not in used]
+    return stray
+
+
+def cli_config(root, output: Path, **overrides) -> dict:
+    spark = overrides.pop("spark", {})
+    return {
+        "run": {"name": output.name, "output": str(output), "seed": 3},
+        "spark": {
+            "master": spark.get("master", "local[2]"),
+            "conf": {**TEST_SPARK_CONF, **spark.get("conf", {})},
+        },
+        "sources": sources(root),
+        "packing": PACKING,
+        "mix": MIX,
+        "mds": {"shard_size": 4096, **overrides.pop("mds", {})},
+        **overrides,
+    }
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, mixed_corpus):
+    """An uninterrupted run of the mix: what the fault and resume runs must reproduce."""
+    folder = tmp_path_factory.mktemp("reference")
+    result = prepare_cli(cli_config(mixed_corpus, folder / "out"), folder, "reference")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder / "out"
+
+
+def test_streaming_reads_every_sample_of_the_mix(reference):
+    report = json.loads((reference / "_report.json").read_text())
+    mix = yaml.safe_load((reference / "mix.yaml").read_text())
+    samples = read_mix(reference)
+    assert (
+        set(samples)
+        == set(mix["domains"])
+        == {
+            "thestackv1_concat_by_repo-1024",
+            "thestackv1_concat_by_repo-512",
+            "book-512",
+            "arxiv",
+            "ultrachat",
+        }
+    )
+    for name, numbers in mix["domains"].items():
+        assert len(samples[name]) == numbers["sequences"]
+        for sample in samples[name]:
+            assert sample["input_ids"].dtype == np.uint32
+            assert len(sample["input_ids"]) == sample["length"] == numbers["length"]
+            assert sample["indices"].dtype == np.uint32 and sample["indices"].shape[1] == 2
+            assert sample["domain"] == numbers["domain"]
+            assert ("mask" in sample) == (numbers["domain"] in ("ultrachat", "arxiv"))
+    # Sequences per directory: round(budget x fraction / length); fractions a domain shares
+    # between its lengths follow their tokens.
+    assert mix["domains"]["book-512"]["sequences"] == round(200_000 * 0.2 / 512)
+    assert mix["domains"]["book-512"]["repeat"] < 1 < mix["domains"]["ultrachat"]["repeat"]
+    for numbers in mix["domains"].values():
+        assert abs(numbers["token_fraction"] - numbers["target_token_fraction"]) < 0.005
+    assert report["mix"] == mix["domains"]
+    assert validate(str(reference), StorageOptions()).ok
+
+
+def test_prolong_collator_reading_of_indices(reference):
+    """ProLong's collator: one sequence per [start, end), label -100 on each document's first
+    token, so no token is predicted across a document boundary."""
+    mix = yaml.safe_load((reference / "mix.yaml").read_text())
+    for name, samples in read_mix(reference).items():
+        segments = 0
+        for sample in samples:
+            ids, pieces = sample["input_ids"], []
+            for start, end in sample["indices"].astype(np.int64):
+                labels = ids[start:end].astype(np.int64)
+                labels[0] = -100
+                pieces.append(labels)
+            labels = np.concatenate(pieces)
+            assert len(labels) == sample["length"]
+            assert (labels == -100).sum() == len(pieces)
+            assert np.array_equal(labels[labels != -100], np.delete(ids, sample["indices"][:, 0]))
+            segments += len(pieces)
+        assert segments >= mix["domains"][name]["sequences"]
+
+
+@pytest.mark.slow
+def test_a_dying_task_and_speculation_leave_every_sample_exactly_once(
+    tmp_path, mixed_corpus, reference
+):
+    config = cli_config(
+        mixed_corpus,
+        tmp_path / "out",
+        spark={"master": "local[2,4]", "conf": {"spark.speculation": True}},
+    )
+    env = {FAIL_ONCE_VARIABLE: f"{tmp_path / 'failed'}:3"}
+    result = prepare_cli(config, tmp_path, "faulty", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "failed").exists()  # the hook did kill an attempt mid-unit
+    assert fingerprint(tmp_path / "out") == fingerprint(reference)
+    assert stray_folders(tmp_path / "out") == []
+    assert validate(str(tmp_path / "out"), StorageOptions()).ok
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_same_output(tmp_path, mixed_corpus, reference):
+    config = cli_config(mixed_corpus, tmp_path / "out", mds={"shard_size": 4096, "partitions": 1})
+    commits = tmp_path / "out/_commits"
+    process = subprocess.Popen(
+        prepare_command(config, tmp_path, "killed"),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    while not list(commits.rglob("*.json")) and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    before = {p: p.read_text() for p in commits.rglob("*.json")}
+    assert len(before) > 0
+    result = prepare_cli(config, tmp_path, "resumed")
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = {p: p.read_text() for p in commits.rglob("*.json")}
+    assert len(after) > len(before)  # it was killed half-way
+    assert all(after[p] == text for p, text in before.items())  # committed work kept
+    assert fingerprint(tmp_path / "out") == fingerprint(reference)
+    assert shard_hashes(tmp_path / "out") == shard_hashes(reference)
+    assert stray_folders(tmp_path / "out") == []
+    again = prepare_cli(config, tmp_path, "again")  # a finished run: nothing to do
+    assert again.returncode == 0 and "already complete" in again.stderr
+
+
+def test_indices_dtype_int64_and_a_failing_shortfall(tmp_path, mixed_corpus, spark):
+    config = make_config(
+        sources(mixed_corpus),
+        tmp_path / "out",
+        packing=PACKING,
+        mix={**MIX, "tokens": 100_000},
+        mds={"indices_dtype": "int64"},
+    )
+    prepare(config)
+    for samples in read_mix(tmp_path / "out").values():
+        assert all(s["indices"].dtype == np.int64 for s in samples)
+    short = make_config(
+        sources(mixed_corpus),
+        tmp_path / "short",
+        packing=PACKING,
+        mix={**MIX, "shortfall": "fail"},
+    )
+    with pytest.raises(LongmixError, match=r"thestackv1_concat_by_repo at \d+ needs .* but has"):
+        prepare(short)
