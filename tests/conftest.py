@@ -47,7 +47,7 @@ def spark():
     session.stop()
 
 
-def make_config(sources: dict, output: Path, **sections) -> object:
+def make_config(sources: dict, output: Path | str, **sections) -> object:
     """A validated config for tests, with Spark quiet and the given sources."""
     data = {
         "run": {"name": "test", "output": str(output), "seed": 7, **sections.pop("run", {})},

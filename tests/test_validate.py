@@ -1,0 +1,151 @@
+"""`longmix validate` finds each kind of broken output, and names where: one test per rule,
+on outputs written by longmix's own MDS writer and commit, then damaged."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from pipeline.mixfile import mix_section, write_mix_file
+from pipeline.validate import validate
+from stages.logic.mds import MdsSpec, committed, publish, write_unit
+from stages.logic.mix import MixTarget
+from stages.logic.storage import StorageOptions
+
+VOCAB = 1000
+LENGTHS = {"code-64": ("code", 64), "web": ("web", 32)}
+
+
+def sample(domain: str, length: int, seed: int, cut: int | None = None) -> dict:
+    ids = np.random.default_rng(seed).integers(0, VOCAB, length).astype(np.uint32)
+    cut = cut or length // 3
+    return {
+        "input_ids": ids,
+        "indices": np.array([[0, cut], [cut, length]], np.int64),
+        "domain": domain,
+        "length": length,
+    }
+
+
+def build(root: Path, edit=None) -> Path:
+    """A small valid output (two directories, several shards each); `edit(directory,
+    samples)` may damage the samples before they are written."""
+    spec = MdsSpec(root=str(root), storage=StorageOptions(), shard_size=1500)
+    targets = {}
+    for directory, (domain, length) in LENGTHS.items():
+        samples = [sample(domain, length, seed) for seed in range(12)]
+        if edit:
+            edit(directory, samples)
+        write_unit(spec, directory, 0, samples, attempt=0)
+        targets[(domain, length)] = MixTarget(domain, length, directory, 12, 12)
+    records = committed(spec)
+    publish(spec, records)
+    write_mix_file(str(root), mix_section(targets, records), 0.01, StorageOptions())
+    (root / "_report.json").write_text(json.dumps({"tokenizer": {"vocab_size": VOCAB}}))
+    return root
+
+
+def rules(root: Path) -> set[tuple]:
+    return {(f.directory, f.rule) for f in validate(str(root), StorageOptions()).failures}
+
+
+def first_shard(root: Path, directory: str) -> Path:
+    index = json.loads((root / directory / "index.json").read_text())
+    return root / directory / index["shards"][0]["raw_data"]["basename"]
+
+
+def test_a_valid_output_passes_with_counts(tmp_path):
+    result = validate(str(build(tmp_path)), StorageOptions())
+    assert result.ok, result.failures
+    assert result.samples == {"code-64": 12, "web": 12}
+    assert result.tokens == {"code-64": 12 * 64, "web": 12 * 32}
+    assert len(json.loads((tmp_path / "web/index.json").read_text())["shards"]) > 1
+
+
+def test_a_sample_one_token_short(tmp_path):
+    def shorten(directory, samples):
+        if directory == "web":
+            samples[4] = {**sample("web", 31, 99), "length": 31}
+
+    failures = validate(str(build(tmp_path, shorten)), StorageOptions()).failures
+    assert [(f.directory, f.rule) for f in failures if f.rule == "length"] == [("web", "length")]
+    assert next(f for f in failures if f.rule == "length").sample is not None
+
+
+def test_a_gap_in_indices(tmp_path):
+    def gap(directory, samples):
+        if directory == "code-64":
+            samples[2]["indices"] = np.array([[0, 20], [21, 64]], np.int64)
+
+    assert rules(build(tmp_path, gap)) == {("code-64", "indices")}
+
+
+def test_an_out_of_vocabulary_id(tmp_path):
+    def oov(directory, samples):
+        if directory == "web":
+            samples[7]["input_ids"] = samples[7]["input_ids"].copy()
+            samples[7]["input_ids"][5] = VOCAB
+
+    assert rules(build(tmp_path, oov)) == {("web", "vocabulary")}
+
+
+def test_a_missing_shard(tmp_path):
+    root = build(tmp_path)
+    first_shard(root, "web").unlink()
+    found = rules(root)
+    assert ("web", "missing_shard") in found
+    assert ("web", "sample_count") in found  # its samples are missing too
+
+
+def test_a_corrupted_shard(tmp_path):
+    root = build(tmp_path)
+    shard = first_shard(root, "code-64")
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    assert ("code-64", "corrupted_shard") in rules(root)
+
+
+def test_a_duplicated_sample(tmp_path):
+    def duplicate(directory, samples):
+        if directory == "web":
+            samples[9] = samples[3]
+
+    assert rules(build(tmp_path, duplicate)) == {("web", "duplicate")}
+
+
+def test_proportions_off_by_more_than_the_tolerance(tmp_path):
+    root = build(tmp_path)
+    mix = yaml.safe_load((root / "mix.yaml").read_text())
+    mix["domains"]["web"]["target_token_fraction"] += 0.05
+    mix["domains"]["code-64"]["target_token_fraction"] -= 0.05
+    (root / "mix.yaml").write_text(yaml.safe_dump(mix))
+    assert rules(root) == {("web", "proportion"), ("code-64", "proportion")}
+
+
+def test_cli_lists_failures_and_exits_non_zero(tmp_path):
+    root = build(tmp_path)
+    first_shard(root, "web").unlink()
+    command = [sys.executable, "-m", "pipeline.cli", "validate", str(root)]
+    shown = subprocess.run(command, capture_output=True, text=True)
+    assert shown.returncode == 1
+    assert "web, b00000-a0/shard.00000.mds: missing_shard" in shown.stderr
+    machine = subprocess.run([*command, "--json"], capture_output=True, text=True)
+    assert machine.returncode == 1
+    assert {f["rule"] for f in json.loads(machine.stdout)["failures"]} >= {"missing_shard"}
+
+
+@pytest.mark.parametrize("dtype", ["uint32", "int64"])
+def test_both_indices_dtypes_validate(tmp_path, dtype):
+    spec = MdsSpec(root=str(tmp_path), storage=StorageOptions(), indices_dtype=dtype)
+    write_unit(spec, "web", 0, [sample("web", 32, k) for k in range(3)], attempt=0)
+    records = committed(spec)
+    publish(spec, records)
+    target = {("web", 32): MixTarget("web", 32, "web", 3, 3)}
+    write_mix_file(str(tmp_path), mix_section(target, records), 0.01, StorageOptions())
+    (tmp_path / "_report.json").write_text(json.dumps({"tokenizer": {"vocab_size": VOCAB}}))
+    assert validate(str(tmp_path), StorageOptions()).ok
