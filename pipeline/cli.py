@@ -108,6 +108,8 @@ def print_summary(report: dict) -> None:
         console.print(skipped)
     if "packing" in report:
         console.print(packing_table(report))
+    if "mix" in report:
+        console.print(mix_table(report["mix"]))
     seconds = sum(report["stage_seconds"].values())
     console.print(f"{report['input']['files']} input files, stages took {seconds:.1f} s")
 
@@ -141,6 +143,23 @@ def packing_table(report: dict) -> Table:
                 truncation(n),
                 "yes" if n["tokens_accounted"] else "NO",
             )
+    return table
+
+
+def mix_table(mix: dict) -> Table:
+    table = Table(title="MDS output (mix.yaml)")
+    columns = ("directory", "available", "written", "repeat", "tokens: target", "achieved")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "directory" else "right")
+    for directory, n in mix.items():
+        table.add_row(
+            directory,
+            f"{n['available_sequences']:,}",
+            f"{n['sequences']:,}",
+            f"{n['repeat']:.2f}",
+            f"{n['target_token_fraction']:.1%}",
+            f"{n['token_fraction']:.1%}",
+        )
     return table
 
 

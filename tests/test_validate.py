@@ -149,3 +149,24 @@ def test_both_indices_dtypes_validate(tmp_path, dtype):
     write_mix_file(str(tmp_path), mix_section(target, records), 0.01, StorageOptions())
     (tmp_path / "_report.json").write_text(json.dumps({"tokenizer": {"vocab_size": VOCAB}}))
     assert validate(str(tmp_path), StorageOptions()).ok
+
+
+def test_zstd_shards_validate_and_stream(tmp_path):
+    from streaming import StreamingDataset
+
+    spec = MdsSpec(root=str(tmp_path), storage=StorageOptions(), compression="zstd")
+    written = [sample("web", 32, k) for k in range(5)]
+    write_unit(spec, "web", 0, written, attempt=0)
+    records = committed(spec)
+    publish(spec, records)
+    target = {("web", 32): MixTarget("web", 32, "web", 5, 5)}
+    write_mix_file(str(tmp_path), mix_section(target, records), 0.01, StorageOptions())
+    (tmp_path / "_report.json").write_text(json.dumps({"tokenizer": {"vocab_size": VOCAB}}))
+    assert list((tmp_path / "web").rglob("*.mds.zstd")) and not list(
+        (tmp_path / "web").rglob("*.mds")
+    )
+    assert validate(str(tmp_path), StorageOptions()).ok
+    data = StreamingDataset(local=str(tmp_path / "web"), shuffle=False, batch_size=1)
+    assert [data[i]["input_ids"].tolist() for i in range(5)] == [
+        s["input_ids"].tolist() for s in written
+    ]

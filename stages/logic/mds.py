@@ -13,10 +13,12 @@ such commit: a retried or speculative task would leave a second copy of its shar
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
@@ -210,7 +212,19 @@ def publish(spec: MdsSpec, records: dict[tuple[str, int], dict[str, Any]]) -> No
         for folder in list_folders(root, spec.storage):
             if folder not in kept:
                 delete_folder(join(root, folder), spec.storage)
-        with tempfile.TemporaryDirectory(prefix="longmix-index-") as scratch:
+        with tempfile.TemporaryDirectory(prefix="longmix-index-") as scratch, quiet():
             out = (scratch, root) if is_s3(root) else root
             indexes = [record["index"] for _, record in units]
             merge_index(indexes, out, keep_local=not is_s3(root))
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """merge_index warns (on the root logger) about its temporary folder and the existing
+    output folder on every call: expected here, and noise in the user's console."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
