@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from stages.logic.pack import list_values
+from stages.logic.pack import batch_sequences
 from stages.logic.storage import (
     StorageOptions,
     claim,
@@ -86,22 +86,17 @@ def commit_uri(spec: MdsSpec, directory: str, bucket: int) -> str:
 def samples_of(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[str, int, dict[str, Any]]]:
     """(directory, bucket, sample) in row order; arrays are views into the batch."""
     for batch in batches:
-        ids, id_offsets = list_values(batch.column("input_ids"))
-        idx, idx_offsets = list_values(batch.column("indices"))
-        masks = batch.column("mask")
-        mask_values, mask_offsets = list_values(masks)
-        mask_null = masks.is_null().to_numpy(zero_copy_only=False)
         columns = [batch.column(c).to_pylist() for c in ("directory", "bucket", "domain")]
-        for i, (directory, bucket, domain) in enumerate(zip(*columns, strict=True)):
-            tokens = ids[id_offsets[i] : id_offsets[i + 1]].view(np.uint32)
+        rows = zip(*columns, batch_sequences(batch), strict=True)
+        for directory, bucket, domain, sequence in rows:
             sample = {
-                "input_ids": tokens,
-                "indices": idx[idx_offsets[i] : idx_offsets[i + 1]].reshape(-1, 2),
+                "input_ids": sequence.input_ids,
+                "indices": sequence.indices,
                 "domain": domain,
-                "length": len(tokens),
+                "length": len(sequence.input_ids),
             }
-            if not mask_null[i]:
-                sample["mask"] = mask_values[mask_offsets[i] : mask_offsets[i + 1]]
+            if sequence.mask is not None:
+                sample["mask"] = sequence.mask
             yield directory, bucket, sample
 
 

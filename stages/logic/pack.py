@@ -387,25 +387,27 @@ def list_values(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return column.values.to_numpy(zero_copy_only=False), column.offsets.to_numpy()
 
 
+def batch_sequences(batch: pa.RecordBatch) -> Iterator[Sequence]:
+    """The rows of a SEQUENCE_SCHEMA-like batch as Sequences (views into the batch)."""
+    ids, id_offsets = list_values(batch.column("input_ids"))
+    idx, idx_offsets = list_values(batch.column("indices"))
+    masks = batch.column("mask")
+    mask_values, mask_offsets = list_values(masks)
+    mask_null = masks.is_null().to_numpy(zero_copy_only=False)
+    for i in range(batch.num_rows):
+        yield Sequence(
+            ids[id_offsets[i] : id_offsets[i + 1]].view(np.uint32),
+            idx[idx_offsets[i] : idx_offsets[i + 1]].reshape(-1, 2).astype(np.int64),
+            None if mask_null[i] else mask_values[mask_offsets[i] : mask_offsets[i + 1]],
+        )
+
+
 def sequence_rows(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[SpecKey, Sequence]]:
     for batch in batches:
-        ids, id_offsets = list_values(batch.column("input_ids"))
-        idx, idx_offsets = list_values(batch.column("indices"))
-        masks = batch.column("mask")
-        mask_values, mask_offsets = list_values(masks)
-        mask_null = masks.is_null().to_numpy(zero_copy_only=False)
         keys = zip(
             batch.column("domain").to_pylist(), batch.column("seq_len").to_pylist(), strict=True
         )
-        for i, key in enumerate(keys):
-            yield (
-                key,
-                Sequence(
-                    ids[id_offsets[i] : id_offsets[i + 1]].view(np.uint32),
-                    idx[idx_offsets[i] : idx_offsets[i + 1]].reshape(-1, 2).astype(np.int64),
-                    None if mask_null[i] else mask_values[mask_offsets[i] : mask_offsets[i + 1]],
-                ),
-            )
+        yield from zip(keys, batch_sequences(batch), strict=True)
 
 
 def leftover_partition(
