@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -27,6 +28,17 @@ def parser() -> argparse.ArgumentParser:
     validate.add_argument("path", help="the run's output folder (local or s3://)")
     validate.add_argument("--json", action="store_true", help="print the result as JSON")
     validate.add_argument("--s3-endpoint-url", help="an S3-compatible endpoint")
+
+    stats = commands.add_parser("stats", help="length tables and histograms of an output")
+    stats.add_argument("path", help="a longmix output folder, or an MDS dataset")
+    stats.add_argument("--compare", help="a second output or dataset, side by side")
+    stats.add_argument("--plots", help="write PNG histograms into this folder")
+    stats.add_argument("--json", action="store_true", help="print tables and statistics as JSON")
+
+    card = commands.add_parser("card", help="validate an output and (re)write its data card")
+    card.add_argument("path", help="the run's local output folder")
+    card.add_argument("--cards", default="data_cards", help="cards folder (default data_cards)")
+    card.add_argument("--no-validate", action="store_true", help="skip reading every sample")
 
     demo = commands.add_parser("demo", help="build a small real-schema corpus and run on it")
     demo.add_argument("--workdir", default="demo", help="where corpus/ and output/ go")
@@ -197,7 +209,33 @@ def run_validate(args: argparse.Namespace) -> int:
     return 1
 
 
-COMMANDS = {"prepare": run_prepare, "demo": run_demo, "validate": run_validate}
+def run_stats(args: argparse.Namespace) -> int:
+    from pipeline.stats_command import run_stats
+
+    return run_stats(args.path, args.compare, args.plots, args.json)
+
+
+def run_card(args: argparse.Namespace) -> int:
+    from pipeline.card import write_card
+    from pipeline.validate import validate
+    from stages.logic.storage import StorageOptions
+
+    validation = None
+    if not args.no_validate:
+        with console.status(f"validating {args.path}"):
+            validation = json.loads(validate(args.path, StorageOptions()).to_json())
+    written = write_card(Path(args.path), Path(args.cards), validation)
+    console.print(f"data card written to {written} and {Path(args.path) / 'README.md'}")
+    return 0
+
+
+COMMANDS = {
+    "card": run_card,
+    "prepare": run_prepare,
+    "demo": run_demo,
+    "validate": run_validate,
+    "stats": run_stats,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

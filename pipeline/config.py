@@ -26,7 +26,13 @@ from stages.logic.pack import DEFAULT_WINDOW_TOKENS
 from stages.logic.sources import PRESETS, SourceSpec
 from stages.logic.tokenizers import TokenizerSpec
 
-SECRET_KEY = re.compile(r"secret|password|token|session|access[._-]?key|credential", re.I)
+# Keys whose values are masked in saved configs. Not a bare "token": tokenizer settings and
+# token budgets are configuration, not secrets.
+SECRET_KEY = re.compile(
+    r"secret|password|passwd|credential|api[._-]?key|access[._-]?key|"
+    r"(session|security|auth|bearer|access)[._-]?token",
+    re.I,
+)
 REDACTED = "***"
 # Mappings whose own keys contain dots (Spark settings): `--set spark.conf.spark.x.y=1`.
 FREE_FORM = [("spark", "conf")]
@@ -45,6 +51,7 @@ class RunConfig(Strict):
     until: Literal["documents", "sequences", "mds"] = Field(
         default="mds", description="the last stage to run"
     )
+    cards: str = Field(default="data_cards", description="where data cards go (per run)")
     scratch: str | None = Field(
         default=None,
         description="where intermediate data goes (Spark writes it); default <output>/_work, "
@@ -198,6 +205,16 @@ class MdsConfig(Strict):
     partitions: int | None = Field(default=None, gt=0, description="default: 2 x cores")
 
 
+class StatsConfig(Strict):
+    """Length statistics: the paper's Table 3 threshold and Table 14 thresholds (tokens)."""
+
+    long_document_tokens: int = Field(default=65536, gt=0)
+    thresholds: list[int] = Field(default_factory=lambda: [4096, 8192, 16384, 32768])
+
+    def all_thresholds(self) -> tuple[int, ...]:
+        return tuple(sorted({*self.thresholds, self.long_document_tokens}))
+
+
 class Config(Strict):
     run: RunConfig = Field(default_factory=RunConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
@@ -208,6 +225,7 @@ class Config(Strict):
     packing: PackingConfig = Field(default_factory=PackingConfig)
     mix: MixConfig = Field(default_factory=MixConfig)
     mds: MdsConfig = Field(default_factory=MdsConfig)
+    stats: StatsConfig = Field(default_factory=StatsConfig)
     read_target_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
 
     def resolve(self, path: str) -> str:

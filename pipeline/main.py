@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import yaml
 
+from pipeline.card import write_card
 from pipeline.config import Config
 from pipeline.errors import LongmixError
 from pipeline.mixfile import MIX_FILE, mix_section, write_mix_file
 from pipeline.report import RunReport
 from pipeline.spark import build_session
+from pipeline.stats import STATS_FILE, stats_section
 from pipeline.summary import documents_section, packing_section, sources_section
 from stages.logic.documents import (
     DOCUMENT_TALLY_COLUMNS,
@@ -135,7 +138,12 @@ def prepare(config: Config, master: str | None = None) -> RunReport:
         yaml.safe_dump(config.redacted(), sort_keys=False),
         storage,
     )
+    if "stats" in report.data:
+        stats = json.dumps(report.data.pop("stats"), indent=1, sort_keys=True)
+        write_text(join(output, STATS_FILE), stats + "\n", storage)
     write_text(join(output, REPORT), report.to_json() + "\n", storage)
+    if config.run.until == "mds" and not is_s3(output):
+        report["card"] = str(write_card(Path(output), Path(config.resolve(config.run.cards))))
     return report
 
 
@@ -226,6 +234,7 @@ def sequence_plan(spark, config: Config, report: RunReport) -> SequencePlan:
         packs=packs,
         lengths={domain: config.packing.lengths(domain) for domain, _ in packs},
         seed=config.run.seed,
+        thresholds=config.stats.all_thresholds(),
     )
 
 
@@ -240,7 +249,7 @@ def packed_sequences(spark, config: Config, report: RunReport) -> dict[str, str]
             report.data.update(saved["report"])
             return {"sequences": saved["sequences"]}
     outputs = write_sequences(spark, config, read(spark, config, report), report)
-    sections = ("input", "tokenizer", "sources", "documents", "packing")
+    sections = ("input", "tokenizer", "sources", "documents", "packing", "stats")
     saved = {
         "digest": config.packing_digest(),
         "sequences": outputs["sequences"],
@@ -274,13 +283,14 @@ def write_sequences(spark, config: Config, records, report: RunReport) -> dict[s
         rows.write.mode("overwrite").partitionBy("row_type").parquet(uri)
     with report.stage("pack_leftovers"):
         packed = spark.read.parquet(uri)
-        leftovers = pack_leftovers(packed, plan.packs, buckets)
+        leftovers = pack_leftovers(packed, plan.packs, buckets, plan.thresholds)
         leftovers.write.mode("append").partitionBy("row_type").parquet(uri)
     tallies = spark.read.parquet(uri).where(F.col("row_type") == "tally").select("tally")
     tally = Tally.merged([row.tally for row in tallies.collect()])
     report["sources"] = sources_section(tally)
     report["documents"] = documents_section(tally)
     report["packing"] = packing_section(tally)
+    report["stats"] = stats_section(tally, config.stats.all_thresholds())
     return {"sequences": join(uri, "row_type=sequence")}
 
 

@@ -12,7 +12,9 @@ from pyspark.sql.pandas.types import from_arrow_schema
 from stages.logic.pack import SEQUENCE_SCHEMA, PackSpec, SpecKey, leftover_partition
 
 
-def pack_leftovers(packed: DataFrame, specs: dict[SpecKey, PackSpec], buckets: int) -> DataFrame:
+def pack_leftovers(
+    packed: DataFrame, specs: dict[SpecKey, PackSpec], buckets: int, thresholds: tuple[int, ...]
+) -> DataFrame:
     """The buckets' partial sequences packed together per (domain, length), numbered as
     bucket `buckets` (after every real bucket)."""
     partials = (
@@ -20,5 +22,5 @@ def pack_leftovers(packed: DataFrame, specs: dict[SpecKey, PackSpec], buckets: i
         .repartition(max(1, len(specs)), "domain", "seq_len")
         .sortWithinPartitions("domain", "seq_len", "bucket")
     )
-    body = partial(leftover_partition, specs=specs, bucket=buckets)
+    body = partial(leftover_partition, specs=specs, bucket=buckets, thresholds=thresholds)
     return partials.mapInArrow(body, from_arrow_schema(SEQUENCE_SCHEMA))

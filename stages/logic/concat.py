@@ -32,6 +32,7 @@ class Part:
     pieces: list[bytes] = field(default_factory=list)
     size: int = 0
     members: int = 0
+    ends: list[int] = field(default_factory=list)  # each member's end offset in the text
 
     def document(self) -> dict[str, Any]:
         return {
@@ -44,6 +45,7 @@ class Part:
             "group": self.group,
             "part": self.index,
             "members": self.members,
+            "member_ends": self.ends,
             "bucket": self.bucket,
         }
 
@@ -55,6 +57,7 @@ def single(row: dict[str, Any]) -> dict[str, Any]:
         "bytes": len(row["text"]),
         "part": 0,
         "members": 1,
+        "member_ends": [len(row["text"])],
         "bucket": row.get("bucket"),
     }
 
@@ -94,6 +97,7 @@ def concatenate_rows(
         part.pieces += [header, row["text"]] if header else [row["text"]]
         part.size += size
         part.members += 1
+        part.ends.append(part.size)
     if part is not None:
         yield part.document()
 

@@ -23,6 +23,7 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 
+from stages.logic.stats import DEFAULT_THRESHOLDS, count_lengths
 from stages.logic.tally import Tally
 
 Mode = Literal["long", "short", "sft"]
@@ -304,10 +305,11 @@ class RowBuffer:
     """Collects SEQUENCE_SCHEMA rows and emits bounded record batches; counts the sequences
     it emits into `tally`."""
 
-    def __init__(self, tally: Tally) -> None:
+    def __init__(self, tally: Tally, thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS) -> None:
         self.rows: list[dict] = []
         self.tokens = 0
         self.tally = tally
+        self.thresholds = thresholds
 
     def add(
         self, row_type: str, key: SpecKey, bucket: int, seq_no: int, seq: Sequence
@@ -330,6 +332,8 @@ class RowBuffer:
                 tokens_out=len(seq.input_ids),
                 segments=len(seq.indices),
             )
+            lengths = document_lengths(seq.input_ids, seq.indices, seq.mask)
+            count_lengths(self.tally, "packed", "", key[0], lengths, self.thresholds)
         if self.tokens >= BATCH_TOKENS:
             yield self.flush()
 
@@ -360,6 +364,24 @@ class RowBuffer:
         yield from self.pending()
         row = {"row_type": "tally", "tally": self.tally.to_json()}
         yield pa.RecordBatch.from_pylist([row], schema=SEQUENCE_SCHEMA)
+
+
+def document_lengths(
+    input_ids: np.ndarray, indices: np.ndarray, mask: np.ndarray | None
+) -> np.ndarray:
+    """The lengths of a sequence's documents as the model sees them: every segment but
+    best-fit padding (untrained, one repeated id)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    lengths = indices[:, 1] - indices[:, 0]
+    if mask is None:
+        return lengths
+    starts = indices[:, 0]
+    trained = np.add.reduceat(np.asarray(mask, np.int64), starts) > 0
+    varied = (
+        np.add.reduceat((input_ids != input_ids[starts].repeat(lengths)).astype(np.int64), starts)
+        > 0
+    )
+    return lengths[trained | varied]
 
 
 def packing_key(key: SpecKey) -> tuple[str, str, str]:
@@ -411,11 +433,14 @@ def sequence_rows(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[SpecKey, 
 
 
 def leftover_partition(
-    batches: Iterable[pa.RecordBatch], specs: dict[SpecKey, PackSpec], bucket: int
+    batches: Iterable[pa.RecordBatch],
+    specs: dict[SpecKey, PackSpec],
+    bucket: int,
+    thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS,
 ) -> Iterator[pa.RecordBatch]:
     """mapInArrow body over `partial` rows sorted by (domain, seq_len, bucket): they are
     packed together per (domain, length) into sequences numbered after every bucket."""
-    out = RowBuffer(Tally())
+    out = RowBuffer(Tally(), thresholds)
     rows = list(sequence_rows(batches))
     for key in sorted({k for k, _ in rows}):
         partials = (seq for k, seq in rows if k == key)

@@ -24,6 +24,7 @@ from stages.logic.concat import as_binary, concatenate_rows
 from stages.logic.documents import READ_TALLY_COLUMNS, count_document, count_record
 from stages.logic.pack import GroupPacker, PackSpec, RowBuffer, SpecKey, count_drops, packing_key
 from stages.logic.sources import SourceSpec
+from stages.logic.stats import DEFAULT_THRESHOLDS, count_lengths, member_token_counts
 from stages.logic.tally import Tally
 from stages.logic.tokenize import encode_documents
 from stages.logic.tokenizers import TokenizerSpec, load_tokenizer
@@ -42,6 +43,7 @@ class SequencePlan:
     packs: dict[SpecKey, PackSpec]
     lengths: dict[str, dict[int, float]]
     seed: int
+    thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS
 
 
 def seeded_unit(seed: int, salt: str, key: str) -> float:
@@ -115,16 +117,31 @@ class BucketPacker:
         self.packers, self.numbers = {}, {}
 
 
+def count_token_lengths(
+    tally: Tally, document: dict[str, Any], ids: np.ndarray, plan: SequencePlan, tokenizer
+) -> None:
+    """The document's length, and its records' (a repository's files: the tokens that start
+    inside each file), into the length statistics."""
+    source, domain = document["source"], document["domain"]
+    count_lengths(tally, "document", source, domain, [len(ids)], plan.thresholds)
+    ends = document["member_ends"]
+    members = (
+        member_token_counts(ids, tokenizer.byte_lengths(), ends) if len(ends) > 1 else [len(ids)]
+    )
+    count_lengths(tally, "read", source, domain, members, plan.thresholds)
+
+
 def sequences_partition(
     batches: Iterable[pa.RecordBatch], plan: SequencePlan
 ) -> Iterator[pa.RecordBatch]:
     """mapInArrow body: sorted READ_SCHEMA rows (with `bucket`) in, SEQUENCE_SCHEMA out."""
     tokenizer = load_tokenizer(plan.tokenizer)
-    out = RowBuffer(Tally())
+    out = RowBuffer(Tally(), plan.thresholds)
     packer = BucketPacker(plan, out)
     records = kept_records(rows_of(as_binary(batches), INPUT_COLUMNS), out.tally)
     documents = counted(concatenate_rows(records, plan.sources, plan.max_document_bytes), out.tally)
     for document, ids, mask in encode_documents(documents, tokenizer):
+        count_token_lengths(out.tally, document, ids, plan, tokenizer)
         yield from packer.add(document, ids, mask)
     yield from packer.close()
     yield from out.close()

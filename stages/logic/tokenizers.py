@@ -79,6 +79,23 @@ class Tokenizer:
     def decode(self, ids: list[int]) -> str:
         raise NotImplementedError
 
+    def token_bytes(self, token_id: int) -> bytes:
+        """The bytes one ordinary token stands for (approximate where a token is part of a
+        character and the backend can only decode whole characters)."""
+        return self.decode([token_id]).encode("utf-8")
+
+    def byte_lengths(self) -> np.ndarray:
+        """Bytes per token id, for attributing a document's tokens to byte ranges."""
+        if getattr(self, "_byte_lengths", None) is None:
+            lengths = np.zeros(self.vocab_size, dtype=np.int64)
+            for token_id in range(self.vocab_size):
+                try:
+                    lengths[token_id] = len(self.token_bytes(token_id))
+                except (KeyError, ValueError):  # a gap in the ranks, or a special token
+                    lengths[token_id] = 0
+            self._byte_lengths = lengths
+        return self._byte_lengths
+
     def special_id(self, token: str) -> int | None:
         raise NotImplementedError
 
@@ -190,6 +207,9 @@ class TiktokenTokenizer(Tokenizer):
     def decode(self, ids):
         return self.encoding.decode(list(ids))
 
+    def token_bytes(self, token_id):
+        return self.encoding.decode_single_token_bytes(token_id)
+
     def special_id(self, token):
         return self.encoding._special_tokens.get(token)
 
@@ -228,6 +248,9 @@ class QuicktokTokenizer(Tokenizer):
 
     def decode(self, ids):
         return self.reference.decode(ids)
+
+    def token_bytes(self, token_id):
+        return self.reference.token_bytes(token_id)
 
     def special_id(self, token):
         return self.reference.special_id(token)

@@ -1,0 +1,287 @@
+"""Data cards: `data_cards/<run>/README.md` (and a copy beside the output), a Hugging Face
+dataset card filled from the run's own files: what went in, what came out, how, and how to
+check it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline import __version__
+from pipeline.mixfile import MIX_FILE
+from pipeline.plots import histogram_png
+from pipeline.stats import STATS_FILE
+from pipeline.stats_command import tables
+
+# As published on each source's hub page when this was written; check the source itself.
+SOURCES = {
+    "stack": ("bigcode/the-stack-dedup (v1.2)", "other: The Stack terms of use"),
+    "slimpajama": ("cerebras/SlimPajama-627B", "apache-2.0 (components keep theirs)"),
+    "fineweb": ("HuggingFaceFW/fineweb, CC-MAIN-2023-50", "odc-by"),
+    "fineweb-edu": ("HuggingFaceFW/fineweb-edu", "odc-by"),
+    "textbooks": ("princeton-nlp/TextbookChapters", "see the dataset page"),
+    "wikipedia": ("allenai/dolma, wiki", "odc-by"),
+    "openwebmath": ("open-web-math/open-web-math", "odc-by"),
+    "tulu": ("allenai/tulu-v2-sft-mixture", "odc-by"),
+    "ultrachat": ("HuggingFaceH4/ultrachat_200k", "mit"),
+}
+SECTIONS = (
+    "Sources",
+    "Configuration",
+    "Tokenizer",
+    "Output",
+    "Length statistics",
+    "Skipped records",
+    "Packing waste",
+    "Validation",
+    "Smoke test",
+    "Reproducibility",
+)
+STAGES = ("read", "document", "packed")
+
+
+def git_commit() -> str:
+    try:
+        found = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            check=True,
+        )
+        return found.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def input_checksums(config: dict[str, Any], workdir: Path) -> list[tuple[str, int, str]]:
+    """(file, bytes, sha256) of every local input file; S3 inputs are listed by the report."""
+    from pipeline.config import parse_config
+    from pipeline.main import discover, storage_options
+
+    parsed = parse_config(config)
+    files = discover(parsed, storage_options(parsed))
+    out = []
+    for task in files:
+        local = Path(task.uri)
+        checksum = sha256_of(local) if local.exists() else "s3 object (see its ETag)"
+        out.append((task.uri, task.size, checksum))
+    return out
+
+
+def write_card(output: Path, cards: Path, validation: dict[str, Any] | None = None) -> Path:
+    """Render the card of the local output `output` into `cards/<run>/README.md` (images
+    beside it) and copy it to `output/README.md` (images in `output/card/`)."""
+    report = json.loads((output / "_report.json").read_text())
+    stats = json.loads((output / STATS_FILE).read_text())
+    mix = yaml.safe_load((output / MIX_FILE).read_text())
+    config = yaml.safe_load((output / "config.resolved.yaml").read_text())
+    folder = cards / report["run"]
+    images = {stage: f"{stage}.png" for stage in STAGES if stats["histograms"][stage]}
+    for stage, name in images.items():
+        histogram_png(stats, stage, folder / name)
+        histogram_png(stats, stage, output / "card" / name)
+    checksums = input_checksums(config, output)
+    facts = (report, stats, mix, config, validation, checksums, output)
+    (folder / "README.md").write_text(render(*facts, image_prefix=""))
+    (output / "README.md").write_text(render(*facts, image_prefix="card/"))
+    return folder / "README.md"
+
+
+def front_matter(report: dict, mix: dict, config: dict) -> str:
+    tokens = sum(d["tokens"] for d in mix["domains"].values())
+    licenses = sorted(
+        {SOURCES.get(s["preset"], ("", "other"))[1] for s in config["sources"].values()}
+    )
+    meta = {
+        "pretty_name": f"longmix run {report['run']}",
+        "license": "other",
+        "license_details": "; ".join(licenses),
+        "language": ["en"],
+        "task_categories": ["text-generation"],
+        "tags": ["long-context", "prolong", "longmix", "mosaicml-streaming"],
+        "size_categories": [size_category(sum(d["sequences"] for d in mix["domains"].values()))],
+        "configs": [{"config_name": name, "data_dir": name} for name in mix["domains"]],
+        "longmix": {
+            "version": __version__,
+            "config_sha256": report["config_sha256"],
+            "tokens": tokens,
+        },
+    }
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n"
+
+
+def size_category(samples: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K")):
+        if samples < limit:
+            return name
+    return "n>100K"
+
+
+def render(
+    report: dict,
+    stats: dict,
+    mix: dict,
+    config: dict,
+    validation: dict | None,
+    checksums: list,
+    output: Path,
+    image_prefix: str,
+) -> str:
+    views = tables(stats)
+    lines = [front_matter(report, mix, config), f"# longmix run `{report['run']}`", ""]
+    lines += [
+        "Packed long-context training data in mosaicml-streaming (MDS) format, made by "
+        f"longmix {__version__} following the ProLong recipe. Read it with "
+        "`streaming.StreamingDataset` over the `streams` of `mix.yaml`, or pass `dirs` "
+        "(`dir@proportion`) to ProLong's trainer.",
+        "",
+        "## Sources",
+        "",
+        "| source | preset | dataset (version) | license | documents | MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, source in config["sources"].items():
+        dataset, license_name = SOURCES.get(source["preset"], ("custom", "see the source"))
+        documents = sum(n["documents"] for n in report["documents"].get(name, {}).values())
+        size = sum(n["bytes"] for n in report["documents"].get(name, {}).values()) / 1e6
+        row = f"| {name} | {source['preset']} | {dataset} | {license_name} | {documents:,} |"
+        lines.append(f"{row} {size:,.1f} |")
+    lines += [
+        "",
+        "## Configuration",
+        "",
+        f"Config sha256 `{report['config_sha256']}`; seed {config['run']['seed']}. As run:",
+        "",
+        "```yaml",
+        yaml.safe_dump(config, sort_keys=False).rstrip(),
+        "```",
+        "",
+        "## Tokenizer",
+        "",
+        *[f"- {key}: `{value}`" for key, value in report["tokenizer"].items()],
+        "",
+        "## Output",
+        "",
+        "| directory | sequences | tokens | proportion | token fraction: target / achieved "
+        "| repeat |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, n in mix["domains"].items():
+        lines.append(
+            f"| {name} | {n['sequences']:,} | {n['tokens']:,} | {n['proportion']:.4f} | "
+            f"{n['target_token_fraction']:.4f} / {n['token_fraction']:.4f} | {n['repeat']:.2f} |"
+        )
+    lines += ["", "## Length statistics", ""]
+    long = views.get("long_tokens_per_source", {})
+    if long:
+        lines += [
+            "Tokens in documents of at least 65,536 tokens (paper Table 3):",
+            "",
+            "| source/domain | long tokens | long documents | all tokens |",
+            "|---|---|---|---|",
+            *[
+                f"| {k} | {v['tokens']:,} | {v['documents']:,} | {v['all_tokens']:,} |"
+                for k, v in sorted(long.items())
+            ],
+            "",
+        ]
+    share = views["share_over_after_packing"]
+    thresholds = sorted({t for row in share.values() for t in row}, key=int)
+    lines += [
+        "Percent of documents of at least N tokens after packing (paper Table 14):",
+        "",
+        "| domain | " + " | ".join(f"{int(t) // 1024}K" for t in thresholds) + " |",
+        "|---|" + "---|" * len(thresholds),
+        *[
+            f"| {d} | " + " | ".join(f"{row[t]:.1f}" for t in thresholds) + " |"
+            for d, row in sorted(share.items())
+        ],
+        "",
+        *[
+            f"![token lengths, {stage}]({image_prefix}{stage}.png)"
+            for stage in STAGES
+            if stats["histograms"][stage]
+        ],
+        "",
+        "## Skipped records",
+        "",
+        "| source | reason | records | counts as bad input |",
+        "|---|---|---|---|",
+    ]
+    skipped = [
+        f"| {s} | {reason} | {e['count']:,} | {'yes' if e['counts_as_bad'] else 'no'} |"
+        for s, info in report["sources"].items()
+        for reason, e in info["skipped"].items()
+    ]
+    lines += skipped or ["| - | none | 0 | - |"]
+    lines += [
+        "",
+        "## Packing waste",
+        "",
+        "| domain | length | tokens in | dropped | padding | truncation concat / bfd |",
+        "|---|---|---|---|---|---|",
+    ]
+    for domain, lengths in sorted(report["packing"].items()):
+        for length, n in sorted(lengths.items()):
+            dropped = ", ".join(f"{r} {d['tokens']:,}" for r, d in n["dropped"].items()) or "0"
+            rates = n.get("truncation_rate")
+            rate = f"{rates['concat']:.1%} / {rates['bfd']:.1%}" if rates else "-"
+            lines.append(
+                f"| {domain} | {length} | {n['tokens_in']:,} | {dropped} | "
+                f"{n['padding_tokens']:,} | {rate} |"
+            )
+    lines += ["", "## Validation", ""]
+    if validation is None:
+        lines.append("Not run for this card: `longmix card PATH` validates before writing.")
+    elif validation["ok"]:
+        samples = sum(validation["samples"].values())
+        lines.append(f"`longmix validate`: every one of {samples:,} samples valid.")
+    else:
+        lines.append(f"`longmix validate`: {len(validation['failures'])} problems:")
+        lines += [f"- {f['directory']}: {f['rule']}: {f['detail']}" for f in validation["failures"]]
+    smoke = report.get("smoke")
+    lines += [
+        "",
+        "## Smoke test",
+        "",
+        f"{smoke}" if smoke else "Not run (`longmix smoke` records its result here when run).",
+        "",
+        "## Reproducibility",
+        "",
+        f"- longmix {__version__}, git commit `{git_commit()}`; seed {config['run']['seed']}",
+        f"- config sha256 `{report['config_sha256']}`",
+        "- rerunning the same config on the same inputs gives byte-identical shards",
+        "",
+        "Input files:",
+        "",
+        "| file | bytes | sha256 |",
+        "|---|---|---|",
+        *[f"| {uri} | {size:,} | `{digest}` |" for uri, size, digest in checksums],
+        "",
+        "Shards (sha1 from each directory's index.json):",
+        "",
+        "| shard | samples | sha1 |",
+        "|---|---|---|",
+    ]
+    for name in mix["domains"]:
+        index = json.loads((output / name / "index.json").read_text())
+        for shard in index["shards"]:
+            raw = shard.get("zip_data") or shard["raw_data"]
+            lines.append(
+                f"| {name}/{raw['basename']} | {shard['samples']} | `{raw['hashes']['sha1']}` |"
+            )
+    return "\n".join(lines) + "\n"

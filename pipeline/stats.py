@@ -1,0 +1,87 @@
+"""Length statistics (`_stats.json`), the paper's tables computed from them, and the same
+statistics recomputed from an MDS dataset for `longmix stats`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stages.logic.pack import document_lengths
+from stages.logic.stats import STAGES, count_lengths
+from stages.logic.tally import Tally
+
+STATS_FILE = "_stats.json"
+
+
+def stats_section(tally: Tally, thresholds: tuple[int, ...]) -> dict[str, Any]:
+    """Histograms and threshold counts per stage and `source/domain` (`domain` after
+    packing), as saved in `_stats.json`."""
+    histograms: dict[str, dict] = {stage: {} for stage in STAGES}
+    over: dict[str, dict] = {stage: {} for stage in STAGES}
+    for (stage, source, domain, edge), numbers in tally.where("hist").items():
+        histograms[stage].setdefault(label(source, domain), {})[edge] = numbers
+    for (stage, source, domain, threshold), numbers in tally.where("over").items():
+        over[stage].setdefault(label(source, domain), {})[threshold] = numbers
+    return {"thresholds": list(thresholds), "histograms": histograms, "over": over}
+
+
+def label(source: str, domain: str) -> str:
+    return f"{source}/{domain}" if source else domain
+
+
+def totals(histogram: dict[str, dict[str, int]]) -> dict[str, int]:
+    return {
+        "documents": sum(b["documents"] for b in histogram.values()),
+        "tokens": sum(b["tokens"] for b in histogram.values()),
+    }
+
+
+def long_tokens_table(stats: dict[str, Any], threshold: int) -> dict[str, dict[str, int]]:
+    """Paper Table 3: tokens (and documents) in documents of at least `threshold` tokens, per
+    source and domain, counted on documents after concatenation."""
+    rows = {}
+    for name, histogram in stats["histograms"]["document"].items():
+        above = stats["over"]["document"].get(name, {}).get(str(threshold), {})
+        rows[name] = {
+            "tokens": above.get("tokens", 0),
+            "documents": above.get("documents", 0),
+            "all_tokens": totals(histogram)["tokens"],
+        }
+    return rows
+
+
+def share_over_table(stats: dict[str, Any], thresholds: list[int]) -> dict[str, dict[str, float]]:
+    """Paper Table 14: percentage of documents of at least each threshold, per domain, as the
+    model sees them after packing and truncation."""
+    rows = {}
+    for domain, histogram in stats["histograms"]["packed"].items():
+        documents = totals(histogram)["documents"] or 1
+        above = stats["over"]["packed"].get(domain, {})
+        rows[domain] = {
+            str(t): round(100 * above.get(str(t), {}).get("documents", 0) / documents, 2)
+            for t in thresholds
+        }
+    return rows
+
+
+def mds_stats(root: Path, thresholds: tuple[int, ...]) -> dict[str, Any]:
+    """The `packed` statistics of an MDS dataset (a directory with index.json, or a folder of
+    them), read sample by sample with streaming's shard readers."""
+    from streaming.base.format import reader_from_json
+
+    tally = Tally()
+    indexes = [root / "index.json"] if (root / "index.json").exists() else []
+    indexes = indexes or sorted(root.glob("*/index.json"))
+    for index in indexes:
+        for shard in json.loads(index.read_text())["shards"]:
+            reader = reader_from_json(str(index.parent), None, shard)
+            for k in range(shard["samples"]):
+                sample = reader.get_item(k)
+                lengths = document_lengths(
+                    np.asarray(sample["input_ids"]), sample["indices"], sample.get("mask")
+                )
+                count_lengths(tally, "packed", "", sample["domain"], lengths, thresholds)
+    return stats_section(tally, thresholds)
