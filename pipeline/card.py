@@ -189,7 +189,8 @@ def render(
     long = views.get("long_tokens_per_source", {})
     if long:
         lines += [
-            "Tokens in documents of at least 65,536 tokens (paper Table 3):",
+            f"Tokens in documents of at least {stats['long_document_tokens']:,} tokens "
+            "(paper Table 3):",
             "",
             "| source/domain | long tokens | long documents | all tokens |",
             "|---|---|---|---|",

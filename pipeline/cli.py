@@ -30,10 +30,15 @@ def parser() -> argparse.ArgumentParser:
     validate.add_argument("--s3-endpoint-url", help="an S3-compatible endpoint")
 
     stats = commands.add_parser("stats", help="length tables and histograms of an output")
-    stats.add_argument("path", help="a longmix output folder, or an MDS dataset")
+    stats.add_argument("path", nargs="?", help="a longmix output folder, or an MDS dataset")
+    stats.add_argument("--config", help="statistics of a config's raw sources (runs Spark)")
+    stats.add_argument(
+        "--from-shards", action="store_true", help="read the samples even beside _stats.json"
+    )
     stats.add_argument("--compare", help="a second output or dataset, side by side")
     stats.add_argument("--plots", help="write PNG histograms into this folder")
     stats.add_argument("--json", action="store_true", help="print tables and statistics as JSON")
+    add_common(stats)
 
     card = commands.add_parser("card", help="validate an output and (re)write its data card")
     card.add_argument("path", help="the run's local output folder")
@@ -212,7 +217,16 @@ def run_validate(args: argparse.Namespace) -> int:
 def run_stats(args: argparse.Namespace) -> int:
     from pipeline.stats_command import run_stats
 
-    return run_stats(args.path, args.compare, args.plots, args.json)
+    return run_stats(
+        args.path,
+        args.compare,
+        args.plots,
+        args.json,
+        from_shards=args.from_shards,
+        config=args.config,
+        overrides=args.overrides,
+        master=args.master,
+    )
 
 
 def run_card(args: argparse.Namespace) -> int:

@@ -290,7 +290,9 @@ def write_sequences(spark, config: Config, records, report: RunReport) -> dict[s
     report["sources"] = sources_section(tally)
     report["documents"] = documents_section(tally)
     report["packing"] = packing_section(tally)
-    report["stats"] = stats_section(tally, config.stats.all_thresholds())
+    report["stats"] = stats_section(
+        tally, config.stats.all_thresholds(), config.stats.long_document_tokens
+    )
     return {"sequences": join(uri, "row_type=sequence")}
 
 

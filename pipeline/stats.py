@@ -16,7 +16,7 @@ from stages.logic.tally import Tally
 STATS_FILE = "_stats.json"
 
 
-def stats_section(tally: Tally, thresholds: tuple[int, ...]) -> dict[str, Any]:
+def stats_section(tally: Tally, thresholds: tuple[int, ...], long: int) -> dict[str, Any]:
     """Histograms and threshold counts per stage and `source/domain` (`domain` after
     packing), as saved in `_stats.json`."""
     histograms: dict[str, dict] = {stage: {} for stage in STAGES}
@@ -25,7 +25,12 @@ def stats_section(tally: Tally, thresholds: tuple[int, ...]) -> dict[str, Any]:
         histograms[stage].setdefault(label(source, domain), {})[edge] = numbers
     for (stage, source, domain, threshold), numbers in tally.where("over").items():
         over[stage].setdefault(label(source, domain), {})[threshold] = numbers
-    return {"thresholds": list(thresholds), "histograms": histograms, "over": over}
+    return {
+        "thresholds": [t for t in thresholds if t != long],
+        "long_document_tokens": long,
+        "histograms": histograms,
+        "over": over,
+    }
 
 
 def label(source: str, domain: str) -> str:
@@ -67,7 +72,7 @@ def share_over_table(stats: dict[str, Any], thresholds: list[int]) -> dict[str, 
     return rows
 
 
-def mds_stats(root: Path, thresholds: tuple[int, ...]) -> dict[str, Any]:
+def mds_stats(root: Path, thresholds: tuple[int, ...], long: int) -> dict[str, Any]:
     """The `packed` statistics of an MDS dataset (a directory with index.json, or a folder of
     them), read sample by sample with streaming's shard readers."""
     from streaming.base.format import reader_from_json
@@ -83,5 +88,5 @@ def mds_stats(root: Path, thresholds: tuple[int, ...]) -> dict[str, Any]:
                 lengths = document_lengths(
                     np.asarray(sample["input_ids"]), sample["indices"], sample.get("mask")
                 )
-                count_lengths(tally, "packed", "", sample["domain"], lengths, thresholds)
-    return stats_section(tally, thresholds)
+                count_lengths(tally, "packed", "", sample["domain"], lengths, (*thresholds, long))
+    return stats_section(tally, (*thresholds, long), long)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,31 +14,45 @@ from rich.table import Table
 from pipeline.errors import LongmixError
 from pipeline.plots import histogram_png
 from pipeline.stats import STATS_FILE, long_tokens_table, mds_stats, share_over_table
-from stages.logic.stats import DEFAULT_THRESHOLDS
 
-TABLE14 = [4096, 8192, 16384, 32768]
+TABLE14 = (4096, 8192, 16384, 32768)
 LONG = 65536
 
 
-def load_stats(path: str) -> dict[str, Any]:
+def load_stats(path: str, from_shards: bool = False) -> dict[str, Any]:
+    """A longmix output's `_stats.json`, or the statistics of an MDS dataset's samples."""
     root = Path(path)
-    if (root / STATS_FILE).exists():
-        return json.loads((root / STATS_FILE).read_text())
+    saved = json.loads((root / STATS_FILE).read_text()) if (root / STATS_FILE).exists() else None
+    if saved and not from_shards:
+        return saved
     if (root / "index.json").exists() or list(root.glob("*/index.json")):
-        return mds_stats(root, DEFAULT_THRESHOLDS)
+        thresholds = tuple(saved["thresholds"]) if saved else TABLE14
+        return mds_stats(root, thresholds, saved["long_document_tokens"] if saved else LONG)
     raise LongmixError(f"{path}: neither a longmix output ({STATS_FILE}) nor an MDS dataset")
 
 
+def source_stats(config_path: str, overrides: list[str], master: str | None) -> dict[str, Any]:
+    """Statistics of raw sources: the config's read, concatenation, tokenization and packing
+    run through Spark into a temporary folder, nothing else written."""
+    from pipeline.config import load_config
+    from pipeline.main import prepare
+
+    with tempfile.TemporaryDirectory(prefix="longmix-stats-") as scratch:
+        settings = [*overrides, f"run.output={scratch}", "run.until=sequences"]
+        prepare(load_config(config_path, settings), master)
+        return json.loads((Path(scratch) / STATS_FILE).read_text())
+
+
 def tables(stats: dict[str, Any]) -> dict[str, Any]:
-    thresholds = [t for t in TABLE14 if t in stats["thresholds"]]
-    out: dict[str, Any] = {"share_over_after_packing": share_over_table(stats, thresholds)}
+    out: dict[str, Any] = {"share_over_after_packing": share_over_table(stats, stats["thresholds"])}
     if stats["histograms"]["document"]:
-        out["long_tokens_per_source"] = long_tokens_table(stats, LONG)
+        long = stats["long_document_tokens"]
+        out["long_tokens_per_source"] = long_tokens_table(stats, long)
     return out
 
 
-def long_tokens_view(rows: dict[str, dict[str, int]], name: str) -> Table:
-    table = Table(title=f"{name}: tokens in documents of at least {LONG:,} tokens (paper Table 3)")
+def long_tokens_view(rows: dict[str, dict[str, int]], name: str, long: int) -> Table:
+    table = Table(title=f"{name}: tokens in documents of at least {long:,} tokens (paper Table 3)")
     for column in ("source/domain", "long tokens", "long documents", "share of tokens"):
         table.add_column(column, justify="left" if column == "source/domain" else "right")
     for name, n in sorted(rows.items()):
@@ -66,12 +81,26 @@ def share_over_view(named: dict[str, dict[str, dict[str, float]]]) -> Table:
     return table
 
 
-def run_stats(path: str, compare: str | None, plots: str | None, as_json: bool) -> int:
+def run_stats(
+    path: str | None,
+    compare: str | None,
+    plots: str | None,
+    as_json: bool,
+    from_shards: bool = False,
+    config: str | None = None,
+    overrides: list[str] | None = None,
+    master: str | None = None,
+) -> int:
     console = Console(stderr=not as_json)
-    with console.status(f"reading {path}"):
-        named = {Path(path).name or path: load_stats(path)}
-        if compare:
-            named[Path(compare).name or compare] = load_stats(compare)
+    if (path is None) == (config is None):
+        raise LongmixError("give an output or dataset PATH, or --config CONFIG for raw sources")
+    if config:
+        named = {Path(config).stem: source_stats(config, overrides or [], master)}
+    else:
+        with console.status(f"reading {path}"):
+            named = {Path(path).name or path: load_stats(path, from_shards)}
+    if compare:
+        named[Path(compare).name or compare] = load_stats(compare, from_shards)
     views = {name: tables(stats) for name, stats in named.items()}
     if plots:
         for name, stats in named.items():
@@ -83,7 +112,8 @@ def run_stats(path: str, compare: str | None, plots: str | None, as_json: bool) 
         return 0
     for name, view in views.items():
         if "long_tokens_per_source" in view:
-            console.print(long_tokens_view(view["long_tokens_per_source"], name))
+            long = named[name]["long_document_tokens"]
+            console.print(long_tokens_view(view["long_tokens_per_source"], name, long))
     console.print(share_over_view({n: v["share_over_after_packing"] for n, v in views.items()}))
     if plots:
         console.print(f"histograms written to {plots}")

@@ -41,3 +41,11 @@ def test_demo_runs_every_source(tmp_path):
     assert sum(result.samples.values()) == sum(
         n["sequences"] for lengths in report["packing"].values() for n in lengths.values()
     )
+    saved = json.loads((tmp_path / "output/_stats.json").read_text())
+    command = [sys.executable, "-m", "pipeline.cli", "stats", str(tmp_path / "output")]
+    shards = subprocess.run([*command, "--from-shards", "--json"], capture_output=True, text=True)
+    assert shards.returncode == 0, shards.stderr[-2000:]
+    read_back = json.loads(shards.stdout)["stats"]["output"]
+    assert read_back["histograms"]["packed"] == saved["histograms"]["packed"]
+    assert read_back["over"]["packed"] == saved["over"]["packed"]
+    assert (tmp_path / "data_cards/demo/README.md").exists()
