@@ -14,13 +14,22 @@ from rich.table import Table
 from pipeline.errors import LongmixError
 from pipeline.plots import histogram_png
 from pipeline.stats import STATS_FILE, long_tokens_table, mds_stats, share_over_table
+from pipeline.validate import download
+from stages.logic.storage import StorageOptions, is_s3
 
 TABLE14 = (4096, 8192, 16384, 32768)
 LONG = 65536
 
 
-def load_stats(path: str, from_shards: bool = False) -> dict[str, Any]:
-    """A longmix output's `_stats.json`, or the statistics of an MDS dataset's samples."""
+def load_stats(
+    path: str, from_shards: bool = False, storage: StorageOptions | None = None
+) -> dict[str, Any]:
+    """A longmix output's `_stats.json`, or the statistics of an MDS dataset's samples; an
+    S3 path is downloaded to a temporary folder first."""
+    if is_s3(path):
+        with tempfile.TemporaryDirectory(prefix="longmix-stats-") as local:
+            download(path, Path(local), storage or StorageOptions())
+            return load_stats(local, from_shards)
     root = Path(path)
     saved = json.loads((root / STATS_FILE).read_text()) if (root / STATS_FILE).exists() else None
     if saved and not from_shards:
@@ -41,6 +50,10 @@ def source_stats(config_path: str, overrides: list[str], master: str | None) -> 
         settings = [*overrides, f"run.output={scratch}", "run.until=sequences"]
         prepare(load_config(config_path, settings), master)
         return json.loads((Path(scratch) / STATS_FILE).read_text())
+
+
+def name_of(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1] or path
 
 
 def tables(stats: dict[str, Any]) -> dict[str, Any]:
@@ -98,9 +111,9 @@ def run_stats(
         named = {Path(config).stem: source_stats(config, overrides or [], master)}
     else:
         with console.status(f"reading {path}"):
-            named = {Path(path).name or path: load_stats(path, from_shards)}
+            named = {name_of(path): load_stats(path, from_shards)}
     if compare:
-        named[Path(compare).name or compare] = load_stats(compare, from_shards)
+        named[name_of(compare)] = load_stats(compare, from_shards)
     views = {name: tables(stats) for name, stats in named.items()}
     if plots:
         for name, stats in named.items():

@@ -125,3 +125,19 @@ def test_mds_output_on_s3_matches_local_and_validates(tmp_path, s3_client, s3_en
     secret = os.environ["AWS_SECRET_ACCESS_KEY"]
     for name in ("_report.json", "config.resolved.yaml", "mix.yaml"):
         assert secret not in (downloaded / "run" / name).read_text()
+
+
+def test_stats_of_an_mds_dataset_on_s3(tmp_path, s3_client, s3_endpoint):
+    from pipeline.stats_command import load_stats
+    from tests.test_validate import build
+
+    root = build(tmp_path / "local")
+    upload_tree(s3_client, root, "stats", "run")
+    local = load_stats(str(root / "web"))
+    remote = load_stats("s3://stats/run/web", storage=StorageOptions(s3_endpoint))
+    assert remote["histograms"]["packed"] == local["histograms"]["packed"]
+    # Each sample holds segments of 10 and 22 tokens (bins [8, 16) and [16, 32)).
+    assert remote["histograms"]["packed"]["web"] == {
+        "4": {"documents": 12, "tokens": 120},
+        "5": {"documents": 12, "tokens": 264},
+    }
