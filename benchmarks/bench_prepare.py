@@ -60,6 +60,12 @@ def main() -> int:
     parser.add_argument("--encoding", default="cl100k_base")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--length", type=int, default=65536, help="sequence length to pack")
+    parser.add_argument(
+        "--until",
+        default="mds",
+        choices=["sequences", "mds"],
+        help="mds: the whole product (MDS shards, mix.yaml, card); sequences: up to packing",
+    )
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="longmix-bench-"))
@@ -70,7 +76,13 @@ def main() -> int:
         shards=8,
     )
     config = {
-        "run": {"name": "bench-prepare", "output": str(workdir / "output"), "seed": 1},
+        "run": {
+            "name": "bench-prepare",
+            "output": str(workdir / "output"),
+            "seed": 1,
+            "until": args.until,
+            "cards": str(workdir / "cards"),
+        },
         "spark": {"master": f"local[{cores}]", "conf": {"spark.ui.enabled": False}},
         "sources": {"stack": {"preset": "stack", "path": str(workdir / "stack/data/*/*.parquet")}},
         "tokenizer": {"backend": args.backend, "name": args.encoding},
@@ -108,7 +120,7 @@ def main() -> int:
     print(f"stages (s): {json.dumps(stages)}")
     print(
         f"ratio_vs_bare={rate / bare_rate:.3f} tokens_per_s={rate:.0f} "
-        f"backend={args.backend} cores={cores}"
+        f"backend={args.backend} cores={cores} until={args.until}"
     )
     return 0
 

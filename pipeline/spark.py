@@ -21,6 +21,10 @@ DEFAULTS: dict[str, str] = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.adaptive.enabled": "true",
     "spark.sql.adaptive.coalescePartitions.enabled": "false",
+    # Spark reads only longmix's own parquet (documents, packed sequences), whose rows are
+    # large: the vectorized reader would fill 4096-row batches (a 64K-token sequence is
+    # 256 KB, so 1 GB a batch) and run out of heap; the row reader holds one row.
+    "spark.sql.parquet.enableVectorizedReader": "false",
 }
 
 
