@@ -26,7 +26,7 @@ from stages.logic.documents import (
     count_document,
     count_record,
 )
-from stages.logic.mds import MdsSpec, committed, publish
+from stages.logic.mds import MdsSpec, clear_stale, committed, publish
 from stages.logic.mix import MixError, MixTarget, directory_name, plan_mix
 from stages.logic.pack import PackSpec, SpecKey
 from stages.logic.read import ReadTask
@@ -338,6 +338,7 @@ def mds_spec(config: Config, targets: dict[SpecKey, MixTarget]) -> MdsSpec:
         compression=config.mds.compression,
         shard_size=config.mds.shard_size,
         masked=frozenset(masked),
+        digest=config.digest(leave_out=("spark",)),
     )
 
 
@@ -351,6 +352,8 @@ def write_output(spark, config: Config, report: RunReport, sequences_uri: str) -
 
     targets = mix_targets(config, report)
     spec = mds_spec(config, targets)
+    if clear_stale(spec):
+        report["replaced_stale_output"] = True
     done = committed(spec)
     selected = select_sequences(spark.read.parquet(sequences_uri), targets, config.run.seed)
     if done:

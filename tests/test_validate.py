@@ -170,3 +170,15 @@ def test_zstd_shards_validate_and_stream(tmp_path):
     assert [data[i]["input_ids"].tolist() for i in range(5)] == [
         s["input_ids"].tolist() for s in written
     ]
+
+
+def test_commits_of_another_config_are_cleared_before_resuming(tmp_path):
+    from stages.logic.mds import clear_stale
+
+    old = MdsSpec(root=str(tmp_path), storage=StorageOptions(), digest="old")
+    write_unit(old, "web", 0, [sample("web", 32, k) for k in range(3)], attempt=0)
+    same = MdsSpec(root=str(tmp_path), storage=StorageOptions(), digest="old")
+    assert not clear_stale(same) and committed(same)
+    new = MdsSpec(root=str(tmp_path), storage=StorageOptions(), digest="new")
+    assert clear_stale(new)
+    assert committed(new) == {} and not (tmp_path / "web").exists()

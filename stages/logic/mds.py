@@ -62,6 +62,7 @@ class MdsSpec:
     compression: str | None = None
     shard_size: int = 64 * 1024 * 1024
     masked: frozenset[str] = frozenset()  # directories whose samples carry `mask`
+    digest: str = ""  # of the config the shards come from: commits of another are stale
 
     def columns(self, directory: str) -> dict[str, str]:
         columns = {
@@ -149,6 +150,7 @@ def write_unit(
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
     record = {
+        "digest": spec.digest,
         "directory": directory,
         "bucket": bucket,
         "folder": folder,
@@ -181,6 +183,18 @@ def fail_once_at() -> int | None:
         return None
     os.close(handle)
     return int(samples)
+
+
+def clear_stale(spec: MdsSpec) -> bool:
+    """Delete the shards and commits an earlier run with another config left in this output,
+    so that a resumed run never mixes two configs' samples. True if there were any."""
+    records = committed(spec)
+    if all(record.get("digest") == spec.digest for record in records.values()):
+        return False
+    for directory in sorted({d for d, _ in records}):
+        delete_folder(join(spec.root, directory), spec.storage)
+    delete_folder(join(spec.root, COMMITS), spec.storage)
+    return True
 
 
 def committed(spec: MdsSpec) -> dict[tuple[str, int], dict[str, Any]]:
