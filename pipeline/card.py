@@ -15,6 +15,7 @@ import yaml
 from pipeline import __version__
 from pipeline.mixfile import MIX_FILE
 from pipeline.plots import histogram_png
+from pipeline.report import REPORT_FILE
 from pipeline.stats import STATS_FILE
 from pipeline.stats_command import tables
 
@@ -85,7 +86,7 @@ def input_checksums(config: dict[str, Any], workdir: Path) -> list[tuple[str, in
 def write_card(output: Path, cards: Path, validation: dict[str, Any] | None = None) -> Path:
     """Render the card of the local output `output` into `cards/<run>/README.md` (images
     beside it) and copy it to `output/README.md` (images in `output/card/`)."""
-    report = json.loads((output / "_report.json").read_text())
+    report = json.loads((output / REPORT_FILE).read_text())
     stats = json.loads((output / STATS_FILE).read_text())
     mix = yaml.safe_load((output / MIX_FILE).read_text())
     config = yaml.safe_load((output / "config.resolved.yaml").read_text())

@@ -16,7 +16,7 @@ from pipeline.card import write_card
 from pipeline.config import Config
 from pipeline.errors import LongmixError
 from pipeline.mixfile import MIX_FILE, mix_section, write_mix_file
-from pipeline.report import RunReport
+from pipeline.report import REPORT_FILE, RunReport
 from pipeline.spark import build_session
 from pipeline.stats import STATS_FILE, stats_section
 from pipeline.summary import documents_section, packing_section, sources_section
@@ -56,7 +56,6 @@ TEXT_PARQUET_OPTIONS = {
 }
 PACKED_DIR = "packed"
 PACKED_MARKER = "_packed.json"
-REPORT = "_report.json"
 
 
 def storage_options(config: Config) -> StorageOptions:
@@ -141,7 +140,7 @@ def prepare(config: Config, master: str | None = None) -> RunReport:
     if "stats" in report.data:
         stats = json.dumps(report.data.pop("stats"), indent=1, sort_keys=True)
         write_text(join(output, STATS_FILE), stats + "\n", storage)
-    write_text(join(output, REPORT), report.to_json() + "\n", storage)
+    write_text(join(output, REPORT_FILE), report.to_json() + "\n", storage)
     if config.run.until == "mds" and not is_s3(output):
         report["card"] = str(write_card(Path(output), Path(config.resolve(config.run.cards))))
     return report
@@ -149,7 +148,7 @@ def prepare(config: Config, master: str | None = None) -> RunReport:
 
 def finished_report(config: Config, storage: StorageOptions) -> RunReport | None:
     """The saved report of a finished run with this very config, if there is one."""
-    uri = join(config.output, REPORT)
+    uri = join(config.output, REPORT_FILE)
     if not exists(uri, storage):
         return None
     saved = json.loads(read_text(uri, storage))

@@ -11,6 +11,8 @@ from typing import Any
 
 from pipeline import __version__
 
+REPORT_FILE = "_report.json"
+
 
 class RunReport:
     def __init__(self, run_name: str, config_digest: str):

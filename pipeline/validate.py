@@ -27,9 +27,8 @@ import numpy as np
 import yaml
 
 from pipeline.mixfile import MIX_FILE
+from pipeline.report import REPORT_FILE
 from stages.logic.storage import StorageOptions, is_s3, list_files, resolve
-
-REPORT = "_report.json"
 
 
 @dataclass(frozen=True)
@@ -94,7 +93,7 @@ def download(uri: str, local: Path, storage: StorageOptions) -> None:
 
 def validate_local(root: Path) -> Validation:
     mix = yaml.safe_load((root / MIX_FILE).read_text())
-    report = json.loads((root / REPORT).read_text())
+    report = json.loads((root / REPORT_FILE).read_text())
     vocab = report["tokenizer"]["vocab_size"]
     failures: list[Failure] = []
     summary = Summary()
