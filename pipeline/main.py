@@ -46,8 +46,7 @@ from stages.logic.tokenizers import Tokenizer, TokenizerError, load_tokenizer
 
 DOCUMENTS_DIR = "documents"
 # A document can be tens of MB: parquet's min/max statistics and dictionary attempt would
-# each copy such a value on the JVM heap, so both are off for the text column; small row
-# groups let the tokenize stage split the documents by bytes.
+# each copy such a value on the JVM heap, so both are off for the text column.
 TEXT_PARQUET_OPTIONS = {
     "parquet.column.statistics.enabled#text": "false",
     "parquet.enable.dictionary#text": "false",

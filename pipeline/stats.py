@@ -4,11 +4,13 @@ statistics recomputed from an MDS dataset for `longmix stats`."""
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pipeline.errors import LongmixError
 from stages.logic.pack import document_lengths
 from stages.logic.stats import STAGES, count_lengths
 from stages.logic.tally import Tally
@@ -75,18 +77,21 @@ def share_over_table(stats: dict[str, Any], thresholds: list[int]) -> dict[str, 
 def mds_stats(root: Path, thresholds: tuple[int, ...], long: int) -> dict[str, Any]:
     """The `packed` statistics of an MDS dataset (a directory with index.json, or a folder of
     them), read sample by sample with streaming's shard readers."""
-    from streaming.base.format import reader_from_json
+    from pipeline.validate import shard_reader
 
     tally = Tally()
     indexes = [root / "index.json"] if (root / "index.json").exists() else []
     indexes = indexes or sorted(root.glob("*/index.json"))
     for index in indexes:
         for shard in json.loads(index.read_text())["shards"]:
-            reader = reader_from_json(str(index.parent), None, shard)
-            for k in range(shard["samples"]):
-                sample = reader.get_item(k)
-                lengths = document_lengths(
-                    np.asarray(sample["input_ids"]), sample["indices"], sample.get("mask")
-                )
-                count_lengths(tally, "packed", "", sample["domain"], lengths, (*thresholds, long))
+            with tempfile.TemporaryDirectory(prefix="longmix-shard-") as scratch:
+                reader, problem = shard_reader(index.parent, shard, Path(scratch))
+                if problem:
+                    raise LongmixError(f"{index.parent.name}: {problem[0]}: {problem[1]}")
+                for k in range(shard["samples"]):
+                    sample = reader.get_item(k)
+                    ids = np.asarray(sample["input_ids"])
+                    lengths = document_lengths(ids, sample["indices"], sample.get("mask"))
+                    domain = sample["domain"]
+                    count_lengths(tally, "packed", "", domain, lengths, (*thresholds, long))
     return stats_section(tally, (*thresholds, long), long)

@@ -131,7 +131,6 @@ def validate_local(root: Path) -> Validation:
 def check_directory(
     folder: Path, expected: dict[str, Any], vocab: int, summary: Summary, hashes: Counter
 ) -> Iterator[Failure]:
-    from streaming.base.format import reader_from_json
 
     directory = folder.name
     index_file = folder / "index.json"
@@ -143,12 +142,10 @@ def check_directory(
     with tempfile.TemporaryDirectory(prefix="longmix-shard-") as scratch:
         for shard in shards:
             name = shard["raw_data"]["basename"]
-            problem = shard_problem(folder, shard, Path(scratch))
+            reader, problem = shard_reader(folder, shard, Path(scratch))
             if problem:
                 yield Failure(directory, name, None, *problem)
                 continue
-            base = scratch if shard.get("zip_data") else str(folder)
-            reader = reader_from_json(base, None, shard)
             for index in range(shard["samples"]):
                 try:
                     sample = reader.get_item(index)
@@ -168,6 +165,18 @@ def check_directory(
             "sample_count",
             f"index.json declares {declared} samples, {summary.samples[directory]} were read",
         )
+
+
+def shard_reader(folder: Path, shard: dict, scratch: Path) -> tuple[Any, tuple[str, str] | None]:
+    """streaming's reader of one shard (a compressed one unpacked into `scratch`), or the
+    reason it cannot be read."""
+    from streaming.base.format import reader_from_json
+
+    problem = shard_problem(folder, shard, scratch)
+    if problem:
+        return None, problem
+    base = scratch if shard.get("zip_data") else folder
+    return reader_from_json(str(base), None, shard), None
 
 
 def shard_problem(folder: Path, shard: dict, scratch: Path) -> tuple[str, str] | None:

@@ -127,8 +127,8 @@ def write_unit(
     delete_folder(target, spec.storage)  # a stale attempt of a killed earlier run
     scratch = tempfile.mkdtemp(prefix="longmix-mds-") if is_s3(target) else None
     out = (scratch, target) if scratch else target
-    if scratch and endpoint_url(spec.storage):
-        os.environ["S3_ENDPOINT_URL"] = endpoint_url(spec.storage)
+    if scratch:
+        point_streaming_at(spec)
     fail_at = fail_once_at()
     count = tokens = 0
     try:
@@ -162,6 +162,12 @@ def write_unit(
         return record
     delete_folder(target, spec.storage)
     return json.loads(read_text(marker, spec.storage))
+
+
+def point_streaming_at(spec: MdsSpec) -> None:
+    """streaming's S3 uploader and downloader take their endpoint from the environment."""
+    if endpoint_url(spec.storage):
+        os.environ["S3_ENDPOINT_URL"] = endpoint_url(spec.storage)
 
 
 def encode(sample: dict[str, Any], spec: MdsSpec) -> dict[str, Any]:
@@ -212,8 +218,8 @@ def publish(spec: MdsSpec, records: dict[tuple[str, int], dict[str, Any]]) -> No
     every folder no commit names deleted (failed, killed and speculative attempts)."""
     from streaming.base.util import merge_index
 
-    if is_s3(spec.root) and endpoint_url(spec.storage):
-        os.environ["S3_ENDPOINT_URL"] = endpoint_url(spec.storage)
+    if is_s3(spec.root):
+        point_streaming_at(spec)
     for directory in sorted({d for d, _ in records}):
         units = sorted((b, r) for (d, b), r in records.items() if d == directory)
         root = join(spec.root, directory)
