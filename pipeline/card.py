@@ -18,6 +18,9 @@ from pipeline.plots import histogram_png
 from pipeline.report import REPORT_FILE
 from pipeline.stats import STATS_FILE
 from pipeline.stats_command import tables
+from pipeline.trainer.report import SMOKE_FILE, card_lines
+
+VALIDATION_FILE = "_validation.json"
 
 # As published on each source's hub page when this was written; check the source itself.
 SOURCES = {
@@ -85,8 +88,12 @@ def input_checksums(config: dict[str, Any], workdir: Path) -> list[tuple[str, in
 
 def write_card(output: Path, cards: Path, validation: dict[str, Any] | None = None) -> Path:
     """Render the card of the local output `output` into `cards/<run>/README.md` (images
-    beside it) and copy it to `output/README.md` (images in `output/card/`)."""
+    beside it) and copy it to `output/README.md` (images in `output/card/`). Validation and
+    smoke results saved beside the output are included."""
     report = json.loads((output / REPORT_FILE).read_text())
+    if validation is None:
+        validation = saved(output / VALIDATION_FILE)
+    smoke = saved(output / SMOKE_FILE)
     stats = json.loads((output / STATS_FILE).read_text())
     mix = yaml.safe_load((output / MIX_FILE).read_text())
     config = yaml.safe_load((output / "config.resolved.yaml").read_text())
@@ -96,10 +103,22 @@ def write_card(output: Path, cards: Path, validation: dict[str, Any] | None = No
         histogram_png(stats, stage, folder / name)
         histogram_png(stats, stage, output / "card" / name)
     checksums = input_checksums(config, output)
-    facts = (report, stats, mix, config, validation, checksums, output)
+    facts = (report, stats, mix, config, validation, smoke, checksums, output)
     (folder / "README.md").write_text(render(*facts, image_prefix=""))
     (output / "README.md").write_text(render(*facts, image_prefix="card/"))
     return folder / "README.md"
+
+
+def refresh_card(output: Path) -> Path:
+    """Rewrite an output's card where its run put it."""
+    from pipeline.config import parse_config
+
+    config = parse_config(yaml.safe_load((output / "config.resolved.yaml").read_text()))
+    return write_card(output, Path(config.resolve(config.run.cards)))
+
+
+def saved(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def front_matter(report: dict, mix: dict, config: dict) -> str:
@@ -138,6 +157,7 @@ def render(
     mix: dict,
     config: dict,
     validation: dict | None,
+    smoke: dict | None,
     checksums: list,
     output: Path,
     image_prefix: str,
@@ -255,12 +275,9 @@ def render(
     else:
         lines.append(f"`longmix validate`: {len(validation['failures'])} problems:")
         lines += [f"- {f['directory']}: {f['rule']}: {f['detail']}" for f in validation["failures"]]
-    smoke = report.get("smoke")
+    lines += ["", "## Smoke test", ""]
+    lines += card_lines(smoke) if smoke else ["Not run: `longmix smoke PATH` records it here."]
     lines += [
-        "",
-        "## Smoke test",
-        "",
-        f"{smoke}" if smoke else "Not run (`longmix smoke` records its result here when run).",
         "",
         "## Reproducibility",
         "",

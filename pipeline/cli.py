@@ -6,12 +6,18 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 
 from pipeline.errors import LongmixError
 from pipeline.spark import spark_started
+from stages.logic.storage import StorageOptions
+
+if TYPE_CHECKING:
+    from pipeline.config import SmokeConfig
 
 console = Console(stderr=True)
 
@@ -39,6 +45,25 @@ def parser() -> argparse.ArgumentParser:
     stats.add_argument("--plots", help="write PNG histograms into this folder")
     stats.add_argument("--json", action="store_true", help="print tables and statistics as JSON")
     add_common(stats)
+
+    smoke = commands.add_parser(
+        "smoke", help="a short document-masked training run over an output's mix"
+    )
+    smoke.add_argument("path", help="the run's output folder (local or s3://)")
+    smoke.add_argument(
+        "--config", help="take the smoke section from this config (default: the run's own)"
+    )
+    smoke.add_argument("--steps", type=int, help="optimizer steps (default: the config's)")
+    smoke.add_argument("--json", action="store_true", help="print the report as JSON")
+    smoke.add_argument("--s3-endpoint-url", help="an S3-compatible endpoint")
+    smoke.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="smoke.KEY=VALUE",
+        help="override a smoke setting, e.g. --set smoke.model.layers=4 (repeatable)",
+    )
 
     card = commands.add_parser("card", help="validate an output and (re)write its data card")
     card.add_argument("path", help="the run's local output folder")
@@ -187,7 +212,6 @@ def truncation(numbers: dict) -> str:
 
 def run_validate(args: argparse.Namespace) -> int:
     from pipeline.validate import validate
-    from stages.logic.storage import StorageOptions
 
     with console.status(f"validating {args.path}"):
         result = validate(args.path, StorageOptions(args.s3_endpoint_url))
@@ -229,15 +253,53 @@ def run_stats(args: argparse.Namespace) -> int:
     )
 
 
+def run_smoke(args: argparse.Namespace) -> int:
+    from pipeline.card import refresh_card
+    from pipeline.trainer.report import SMOKE_FILE, print_report
+    from pipeline.trainer.train import smoke
+    from stages.logic.storage import is_s3, join, write_text
+
+    storage = StorageOptions(args.s3_endpoint_url)
+    settings = smoke_settings(args, storage)
+    report = smoke(args.path, settings, storage, progress=not args.json)
+    write_text(join(args.path, SMOKE_FILE), report.to_json(), storage)
+    if args.json:
+        print(report.to_json())
+    else:
+        print_report(report.data, Console())
+    if not is_s3(args.path):
+        console.print(f"data card updated: {refresh_card(Path(args.path))}")
+    return 0 if report.ok else 1
+
+
+def smoke_settings(args: argparse.Namespace, storage: StorageOptions) -> SmokeConfig:
+    """The smoke section of `--config`, else of the config the run saved beside its output."""
+    from pipeline.config import smoke_config
+    from stages.logic.storage import exists, join, read_text
+
+    origin = args.config or join(args.path, "config.resolved.yaml")
+    if args.config:
+        text = Path(args.config).read_text()
+    elif exists(origin, storage):
+        text = read_text(origin, storage)
+    else:
+        text = "{}"
+    section = (yaml.safe_load(text) or {}).get("smoke")
+    overrides = list(args.overrides)
+    if args.steps is not None:
+        overrides.append(f"smoke.steps={args.steps}")
+    return smoke_config(section, overrides, origin)
+
+
 def run_card(args: argparse.Namespace) -> int:
-    from pipeline.card import write_card
+    from pipeline.card import VALIDATION_FILE, write_card
     from pipeline.validate import validate
-    from stages.logic.storage import StorageOptions
 
     validation = None
     if not args.no_validate:
         with console.status(f"validating {args.path}"):
             validation = json.loads(validate(args.path, StorageOptions()).to_json())
+        (Path(args.path) / VALIDATION_FILE).write_text(json.dumps(validation, indent=2))
     written = write_card(Path(args.path), Path(args.cards), validation)
     console.print(f"data card written to {written} and {Path(args.path) / 'README.md'}")
     return 0
@@ -249,6 +311,7 @@ COMMANDS = {
     "demo": run_demo,
     "validate": run_validate,
     "stats": run_stats,
+    "smoke": run_smoke,
 }
 
 

@@ -215,6 +215,53 @@ class StatsConfig(Strict):
         return tuple(sorted({*self.thresholds, self.long_document_tokens}))
 
 
+class SmokeModelConfig(Strict):
+    """A Llama-architecture model, randomly initialised; the default is tiny enough for CPU."""
+
+    hidden_size: int = Field(default=64, gt=0)
+    layers: int = Field(default=2, gt=0)
+    heads: int = Field(default=4, gt=0)
+    kv_heads: int = Field(default=2, gt=0)
+    intermediate_size: int = Field(default=128, gt=0)
+    rope_theta: float | None = Field(
+        default=None, gt=0, description="null: 8e6 up to 64K tokens, 1.28e8 beyond (RECIPE)"
+    )
+    vocab: Literal["auto", "observed", "tokenizer"] = Field(
+        default="auto",
+        description="observed: only the ids the run reads (CPU); tokenizer: its full size (GPU)",
+    )
+
+
+class SmokeConfig(Strict):
+    """`longmix smoke`: a short document-masked training run over the output's mix."""
+
+    steps: int = Field(default=16, gt=1)
+    devices: int = Field(default=2, gt=0, description="simulated data-parallel devices")
+    accumulation: int = Field(default=2, gt=0, description="micro-batches per device per step")
+    reorder: bool = Field(default=True, description="sort micro-batches by attention cost")
+    lr: float = Field(default=2e-3, gt=0)
+    min_lr_ratio: float = Field(default=0.1, ge=0, le=1)
+    warmup: float = Field(default=0.1, ge=0, lt=1, description="share of steps")
+    weight_decay: float = Field(default=0.1, ge=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = Field(default=1.0, gt=0)
+    attention: Literal["auto", "documents", "flex", "dense", "full"] = Field(
+        default="auto", description="auto: flex on CUDA, documents on CPU"
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto", description="auto: bfloat16 on CUDA, float32 on CPU"
+    )
+    seed: int = 0
+    tolerance: float | None = Field(
+        default=None, ge=0, description="domain share tolerance; null: mix.yaml's"
+    )
+    min_loss_drop: float = Field(
+        default=0.01, ge=0, lt=1, description="last quarter's loss below the first's by this share"
+    )
+    model: SmokeModelConfig = Field(default_factory=SmokeModelConfig)
+
+
 class Config(Strict):
     run: RunConfig = Field(default_factory=RunConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
@@ -226,7 +273,25 @@ class Config(Strict):
     mix: MixConfig = Field(default_factory=MixConfig)
     mds: MdsConfig = Field(default_factory=MdsConfig)
     stats: StatsConfig = Field(default_factory=StatsConfig)
+    smoke: SmokeConfig = Field(default_factory=SmokeConfig)
     read_target_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
+
+    @model_validator(mode="after")
+    def shards_hold_a_sample(self) -> Config:
+        """streaming's MDSWriter closes the current shard before a sample that does not fit,
+        so a shard smaller than one sample leaves empty shards that readers divide by."""
+        longest = max(
+            [self.packing.sequence_length]
+            + [n for d in self.packing.domains.values() for n in (d.lengths or {})]
+        )
+        index_bytes = 4 if self.mds.indices_dtype == "uint32" else 8
+        largest = longest * (4 + 1 + 2 * index_bytes)  # ids, mask, one document per token
+        if self.mds.shard_size < largest:
+            raise ValueError(
+                f"mds.shard_size {self.mds.shard_size} cannot hold a {longest}-token sample "
+                f"(up to {largest} bytes)"
+            )
+        return self
 
     def resolve(self, path: str) -> str:
         """A config path made absolute against `run.workdir` (URIs are left as they are)."""
@@ -255,8 +320,10 @@ class Config(Strict):
         return redact(self.model_dump(mode="json"))
 
     def digest(self, leave_out: tuple[str, ...] = ()) -> str:
-        """sha256 of the config as run; `leave_out` names sections that do not matter."""
-        data = {k: v for k, v in self.redacted().items() if k not in leave_out}
+        """sha256 of what the data depends on (the smoke test's settings never matter);
+        `leave_out` names further sections that do not."""
+        ignored = ("smoke", *leave_out)
+        data = {k: v for k, v in self.redacted().items() if k not in ignored}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
     def packing_digest(self) -> str:
@@ -317,3 +384,19 @@ def parse_config(data: dict[str, Any], origin: str = "<config>") -> Config:
             for err in exc.errors()
         )
         raise LongmixError(f"{origin}: invalid config: {problems}") from None
+
+
+def smoke_config(section: dict[str, Any] | None, overrides: list[str], origin: str) -> SmokeConfig:
+    """A run's `smoke` section with `--set smoke.key=value` overrides applied."""
+    data = {"smoke": dict(section or {})}
+    for assignment in overrides:
+        if not assignment.startswith("smoke."):
+            raise LongmixError(f"--set {assignment}: `longmix smoke` takes only smoke.* keys")
+        apply_override(data, assignment)
+    try:
+        return SmokeConfig.model_validate(data["smoke"])
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"smoke.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise LongmixError(f"{origin}: invalid smoke settings: {problems}") from None

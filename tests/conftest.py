@@ -49,13 +49,19 @@ def spark():
 
 def make_config(sources: dict, output: Path | str, **sections) -> object:
     """A validated config for tests, with Spark quiet and the given sources."""
+    run = {"name": "test", "output": str(output), "seed": 7, "cards": cards_beside(output)}
     data = {
-        "run": {"name": "test", "output": str(output), "seed": 7, **sections.pop("run", {})},
+        "run": {**run, **sections.pop("run", {})},
         "spark": {"master": "local[2]", "conf": dict(TEST_SPARK_CONF)},
         "sources": sources,
         **sections,
     }
     return parse_config(data)
+
+
+def cards_beside(output: Path | str) -> str:
+    """Test runs keep their data cards next to their output, out of the checkout."""
+    return str(Path(str(output)).parent / "data_cards") if "://" not in str(output) else "."
 
 
 def prepare_command(config: dict, folder: Path, name: str) -> list[str]:
@@ -96,6 +102,18 @@ def mixed_corpus(tmp_path_factory):
     ]
     corpus.write_parquet(root / "uc/train_sft-0.parquet", chats, corpus.ULTRACHAT_SCHEMA)
     return root
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory, mixed_corpus):
+    """An uninterrupted run of a budgeted mix of every packing mode (tests.test_mds.MIX): what
+    fault and resume runs must reproduce, and what the smoke trainer reads."""
+    from tests.test_mds import cli_config
+
+    folder = tmp_path_factory.mktemp("reference")
+    result = prepare_cli(cli_config(mixed_corpus, folder / "out"), folder, "reference")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder / "out"
 
 
 def free_port() -> int:

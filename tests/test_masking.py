@@ -1,6 +1,6 @@
 """Document masking: a packed sequence through a Llama model gives each document the logits and
 loss it gets alone; without the mask it does not; SFT masks and first tokens carry no loss;
-the FlexAttention mask equals the dense one."""
+the FlexAttention mask equals the dense one; the trainer's attention paths agree."""
 
 import numpy as np
 import pytest
@@ -8,16 +8,17 @@ import torch
 from torch.nn.attention.flex_attention import create_block_mask, create_mask
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from pipeline.masking import (
+from pipeline.trainer.balance import attended_pairs
+from pipeline.trainer.masking import (
     IGNORE,
     allowed,
-    attention_cost,
     dense_mask,
     document_ids,
     flex_mask_mod,
     labels,
     position_ids,
 )
+from pipeline.trainer.model import ModelShape, attention_inputs, build_model, loss_sum
 
 LENGTHS = (5, 9, 1, 7, 10)
 INDICES = np.array(
@@ -103,8 +104,8 @@ def test_flex_attention_mask_equals_the_dense_mask():
     mask_mod = flex_mask_mod(documents)
     dense = create_mask(mask_mod, 1, 1, LENGTH, LENGTH, device="cpu")
     assert torch.equal(dense[0, 0], allowed(documents))
-    assert attention_cost(INDICES) == int(allowed(documents).sum())
-    assert attention_cost(INDICES) < LENGTH * (LENGTH + 1) // 2
+    assert attended_pairs(INDICES) == int(allowed(documents).sum())
+    assert attended_pairs(INDICES) < LENGTH * (LENGTH + 1) // 2
 
 
 def test_flex_block_mask_skips_blocks_across_documents():
@@ -115,3 +116,29 @@ def test_flex_block_mask_skips_blocks_across_documents():
     block = create_block_mask(mask_mod, 1, 1, 256, 256, device="cpu", BLOCK_SIZE=64)
     computed = block.kv_num_blocks.sum() + block.full_kv_num_blocks.sum()
     assert int(computed) == 4
+
+
+@pytest.mark.parametrize("attention", ["documents", "flex"])
+def test_trainer_attention_paths_match_the_dense_mask(attention):
+    """The per-document SDPA path (CPU training) and FlexAttention (GPU training; forward only
+    on CPU, compiled by inductor) give the dense-mask logits, and the chunked loss equals
+    transformers' own token-averaged loss."""
+    shape = ModelShape(97, 32, 2, 4, 2, 64, 8e6, 64)
+    ids = torch.randint(0, 97, (LENGTH,))
+    targets = labels(ids, INDICES)
+    cpu = torch.device("cpu")
+    reference = build_model(shape, "dense", 0).eval()
+    model = build_model(shape, attention, 0).eval()
+    model.load_state_dict(reference.state_dict())
+    with torch.no_grad():
+        dense = reference(
+            input_ids=ids[None],
+            labels=targets[None],
+            **attention_inputs(INDICES, LENGTH, "dense", cpu),
+        )
+        inputs = attention_inputs(INDICES, LENGTH, attention, cpu)
+        logits = model(input_ids=ids[None], **inputs).logits
+        total = loss_sum(model, ids, targets, inputs)
+    assert torch.allclose(logits, dense.logits, atol=1e-5)
+    trained = int((targets[1:] != IGNORE).sum())
+    assert abs(total.item() / trained - dense.loss.item()) < 1e-5

@@ -18,7 +18,7 @@ from pipeline.main import prepare
 from pipeline.validate import validate
 from stages.logic.mds import FAIL_ONCE_VARIABLE
 from stages.logic.storage import StorageOptions
-from tests.conftest import TEST_SPARK_CONF, make_config, prepare_cli, prepare_command
+from tests.conftest import TEST_SPARK_CONF, cards_beside, make_config, prepare_cli, prepare_command
 from tests.test_pack_spark import PACKING, sources
 
 MIX = {
@@ -75,7 +75,12 @@ def stray_folders(output: Path) -> list[str]:
 def cli_config(root, output: Path, **overrides) -> dict:
     spark = overrides.pop("spark", {})
     return {
-        "run": {"name": output.name, "output": str(output), "seed": 3},
+        "run": {
+            "name": output.name,
+            "output": str(output),
+            "seed": 3,
+            "cards": cards_beside(output),
+        },
         "spark": {
             "master": spark.get("master", "local[2]"),
             "conf": {**TEST_SPARK_CONF, **spark.get("conf", {})},
@@ -83,18 +88,9 @@ def cli_config(root, output: Path, **overrides) -> dict:
         "sources": sources(root),
         "packing": PACKING,
         "mix": MIX,
-        "mds": {"shard_size": 4096, **overrides.pop("mds", {})},
+        "mds": {"shard_size": 16384, **overrides.pop("mds", {})},
         **overrides,
     }
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, mixed_corpus):
-    """An uninterrupted run of the mix: what the fault and resume runs must reproduce."""
-    folder = tmp_path_factory.mktemp("reference")
-    result = prepare_cli(cli_config(mixed_corpus, folder / "out"), folder, "reference")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return folder / "out"
 
 
 def test_streaming_reads_every_sample_of_the_mix(reference):
@@ -170,7 +166,7 @@ def test_a_dying_task_and_speculation_leave_every_sample_exactly_once(
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_to_the_same_output(tmp_path, mixed_corpus, reference):
-    config = cli_config(mixed_corpus, tmp_path / "out", mds={"shard_size": 4096, "partitions": 1})
+    config = cli_config(mixed_corpus, tmp_path / "out", mds={"shard_size": 16384, "partitions": 1})
     commits = tmp_path / "out/_commits"
     process = subprocess.Popen(
         prepare_command(config, tmp_path, "killed"),

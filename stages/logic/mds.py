@@ -31,12 +31,12 @@ from stages.logic.storage import (
     StorageOptions,
     claim,
     delete_folder,
-    endpoint_url,
     exists,
     is_s3,
     join,
     list_files,
     list_folders,
+    point_streaming_at,
     read_text,
 )
 
@@ -128,7 +128,7 @@ def write_unit(
     scratch = tempfile.mkdtemp(prefix="longmix-mds-") if is_s3(target) else None
     out = (scratch, target) if scratch else target
     if scratch:
-        point_streaming_at(spec)
+        point_streaming_at(spec.storage)
     fail_at = fail_once_at()
     count = tokens = 0
     try:
@@ -162,12 +162,6 @@ def write_unit(
         return record
     delete_folder(target, spec.storage)
     return json.loads(read_text(marker, spec.storage))
-
-
-def point_streaming_at(spec: MdsSpec) -> None:
-    """streaming's S3 uploader and downloader take their endpoint from the environment."""
-    if endpoint_url(spec.storage):
-        os.environ["S3_ENDPOINT_URL"] = endpoint_url(spec.storage)
 
 
 def encode(sample: dict[str, Any], spec: MdsSpec) -> dict[str, Any]:
@@ -219,7 +213,7 @@ def publish(spec: MdsSpec, records: dict[tuple[str, int], dict[str, Any]]) -> No
     from streaming.base.util import merge_index
 
     if is_s3(spec.root):
-        point_streaming_at(spec)
+        point_streaming_at(spec.storage)
     for directory in sorted({d for d, _ in records}):
         units = sorted((b, r) for (d, b), r in records.items() if d == directory)
         root = join(spec.root, directory)

@@ -150,6 +150,12 @@ def endpoint_url(options: StorageOptions) -> str | None:
     )
 
 
+def point_streaming_at(options: StorageOptions) -> None:
+    """streaming's S3 uploader and downloader take their endpoint from the environment."""
+    if endpoint_url(options):
+        os.environ["S3_ENDPOINT_URL"] = endpoint_url(options)
+
+
 def region_of(options: StorageOptions) -> str:
     return (
         options.s3_region

@@ -42,7 +42,7 @@ def labels(
     out = input_ids.clone().long()
     out[torch.as_tensor(np.asarray(indices, dtype=np.int64)[:, 0])] = IGNORE
     if mask is not None:
-        out[torch.as_tensor(np.asarray(mask)) == 0] = IGNORE
+        out[torch.from_numpy(np.asarray(mask) == 0)] = IGNORE
     return out
 
 
@@ -67,10 +67,3 @@ def flex_mask_mod(documents: torch.Tensor) -> Callable:
         return (documents[q] == documents[kv]) & (kv <= q)
 
     return mask_mod
-
-
-def attention_cost(indices: np.ndarray) -> int:
-    """Query-key pairs attended under document masking: sum of n(n+1)/2 over documents (full
-    causal attention over the sequence is L(L+1)/2)."""
-    lengths = np.diff(np.asarray(indices, dtype=np.int64), axis=1)[:, 0]
-    return int((lengths * (lengths + 1) // 2).sum())
