@@ -1,4 +1,4 @@
-"""`longmix demo` end to end, as `make demo` runs it."""
+"""`longmix demo` end to end, as `make demo` runs it, then `longmix smoke` on its output."""
 
 import json
 import subprocess
@@ -49,3 +49,15 @@ def test_demo_runs_every_source(tmp_path):
     assert read_back["histograms"]["packed"] == saved["histograms"]["packed"]
     assert read_back["over"]["packed"] == saved["over"]["packed"]
     assert (tmp_path / "data_cards/demo/README.md").exists()
+    smoke = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "smoke", str(tmp_path / "output"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert smoke.returncode == 0, smoke.stdout[-3000:] + smoke.stderr[-3000:]
+    trained = json.loads(smoke.stdout)
+    assert trained["loss"]["decreased"] and trained["loss"]["finite"]
+    assert all(row["ok"] for row in trained["domains"])
+    assert trained["runtime"]["attention"] == "documents"
+    assert "`longmix smoke` passed" in (tmp_path / "data_cards/demo/README.md").read_text()

@@ -68,8 +68,8 @@ def test_streaming_allots_each_directory_its_proportion(output):
     for sample in samples:
         counts[sample.directory] += 1
     for name, numbers in found.directories.items():
-        expected = 40 * numbers["proportion"] / sum(
-            n["proportion"] for n in found.directories.values()
+        expected = (
+            40 * numbers["proportion"] / sum(n["proportion"] for n in found.directories.values())
         )
         assert math.floor(expected) <= counts[name] <= math.ceil(expected), name
 
@@ -93,9 +93,7 @@ def test_sft_mask_carries_no_loss(output):
         total = loss_sum(model, ids, targets, inputs)
         logits = model(input_ids=ids[None], **inputs).logits[0]
     trained = np.flatnonzero(~untrained) - 1  # position t predicts token t + 1
-    expected = torch.nn.functional.cross_entropy(
-        logits[trained], ids[trained + 1], reduction="sum"
-    )
+    expected = torch.nn.functional.cross_entropy(logits[trained], ids[trained + 1], reduction="sum")
     assert torch.allclose(total, expected, rtol=1e-5)
 
 
