@@ -7,15 +7,15 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 PEERS := benchmarks/.peers
+DIST ?= dist
 
-.PHONY: demo test lint format dist clean check-java peers
+.PHONY: demo test lint format dist dist-env clean check-java peers
 
 check-java:
 	@$(PYTHON) -m pipeline.java
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+$(STAMP): pyproject.toml scripts/install.sh
+	PYTHON=$(PYTHON) scripts/install.sh $(VENV) test --editable
 	touch $(STAMP)
 
 demo: check-java $(STAMP)
@@ -25,6 +25,18 @@ test: check-java $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# What spark-submit ships to executors: the project as a wheel, for --py-files.
+dist: $(STAMP)
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir $(DIST) .
+
+# For clusters whose executors lack the dependencies: a fresh, non-editable environment
+# packed with venv-pack, for --archives dist/longmix-env.tar.gz#env.
+dist-env: dist
+	rm -rf build/env
+	PYTHON=$(PYTHON) scripts/install.sh build/env
+	build/env/bin/python -m pip install --quiet venv-pack==0.2.0
+	build/env/bin/venv-pack --prefix build/env --output $(DIST)/longmix-env.tar.gz --force
 
 peers: $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps --target $(PEERS) -r benchmarks/peers.txt

@@ -105,6 +105,20 @@ def mixed_corpus(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """`longmix demo` as `make demo` runs it: its workdir (corpus, embedded output, card)."""
+    workdir = tmp_path_factory.mktemp("demo")
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "demo", "--workdir", str(workdir)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, result
+
+
+@pytest.fixture(scope="session")
 def reference(tmp_path_factory, mixed_corpus):
     """An uninterrupted run of a budgeted mix of every packing mode (tests.test_mds.MIX): what
     fault and resume runs must reproduce, and what the smoke trainer reads."""

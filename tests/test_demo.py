@@ -13,14 +13,8 @@ from stages.logic.storage import StorageOptions
 
 
 @pytest.mark.slow
-def test_demo_runs_every_source(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "demo", "--workdir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_demo_runs_every_source(demo_run):
+    tmp_path, result = demo_run
     assert "demo done" in result.stderr
     report = json.loads((tmp_path / "output/_report.json").read_text())
     assert set(report["documents"]) == set(load_config(config_path("demo")).sources)

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The one way longmix is installed: `make demo` and `make test` (so CI) and the Docker image
+# all run this script.
+#   scripts/install.sh VENV [EXTRAS] [--editable]
+# VENV: the virtual environment to create (or reuse); EXTRAS: e.g. `test`; --editable for a
+# checkout you work in. Python is $PYTHON (default python3), 3.11 or newer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=${1:?usage: scripts/install.sh VENV [EXTRAS] [--editable]}
+extras=${2:-}
+mode=${3:-}
+target="."
+if [[ -n "$extras" ]]; then
+  target=".[$extras]"
+fi
+
+"${PYTHON:-python3}" -m venv "$venv"
+if [[ "$mode" == "--editable" ]]; then
+  "$venv/bin/python" -m pip install --quiet -e "$target"
+else
+  "$venv/bin/python" -m pip install --quiet "$target"
+fi
+"$venv/bin/python" -c "import pipeline, stages, pyspark, streaming, transformers" \
+  || { echo "install.sh: longmix does not import from $venv" >&2; exit 1; }
