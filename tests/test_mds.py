@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,11 +46,24 @@ def read_mix(output: Path) -> dict[str, list[dict]]:
 
 
 def fingerprint(output: Path) -> dict[str, list[str]]:
-    """Per directory, the sha1 of every sample's tokens, in the order a reader sees them."""
-    return {
-        name: [hashlib.sha1(np.asarray(s["input_ids"]).tobytes()).hexdigest() for s in samples]
-        for name, samples in read_mix(output).items()
-    }
+    """Per directory of mix.yaml, the sha1 of every sample's tokens in index order (the order
+    an unshuffled reader sees them), read with streaming's shard readers: a StreamingDataset
+    per directory would hold shared memory and file descriptors until the process ends."""
+    from pipeline.validate import shard_reader
+
+    mix = yaml.safe_load((output / "mix.yaml").read_text())
+    out = {}
+    for name in mix["domains"]:
+        folder = output / name
+        hashes = out.setdefault(name, [])
+        for shard in json.loads((folder / "index.json").read_text())["shards"]:
+            with tempfile.TemporaryDirectory() as scratch:
+                reader, problem = shard_reader(folder, shard, Path(scratch))
+                assert problem is None, problem
+                for i in range(reader.samples):
+                    ids = np.asarray(reader.get_item(i)["input_ids"])
+                    hashes.append(hashlib.sha1(ids.tobytes()).hexdigest())
+    return out
 
 
 def shard_hashes(output: Path) -> dict[str, list[str]]:
