@@ -36,7 +36,7 @@ dist-env: dist
 	rm -rf build/env
 	PYTHON=$(PYTHON) scripts/install.sh build/env
 	build/env/bin/python -m pip install --quiet venv-pack==0.2.0
-	build/env/bin/venv-pack --prefix build/env --output $(DIST)/longmix-env.tar.gz --force
+	build/env/bin/venv-pack --quiet --prefix build/env --output $(DIST)/longmix-env.tar.gz --force
 
 peers: $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps --target $(PEERS) -r benchmarks/peers.txt

@@ -274,17 +274,16 @@ def run_smoke(args: argparse.Namespace) -> int:
 
 def smoke_settings(args: argparse.Namespace, storage: StorageOptions) -> SmokeConfig:
     """The smoke section of `--config`, else of the config the run saved beside its output."""
-    from pipeline.config import smoke_config
+    from pipeline.config import load_config, smoke_config
     from stages.logic.storage import exists, join, read_text
 
     origin = args.config or join(args.path, "config.resolved.yaml")
     if args.config:
-        text = Path(args.config).read_text()
+        section = load_config(args.config).smoke.model_dump()
     elif exists(origin, storage):
-        text = read_text(origin, storage)
+        section = (yaml.safe_load(read_text(origin, storage)) or {}).get("smoke")
     else:
-        text = "{}"
-    section = (yaml.safe_load(text) or {}).get("smoke")
+        section = None
     overrides = list(args.overrides)
     if args.steps is not None:
         overrides.append(f"smoke.steps={args.steps}")

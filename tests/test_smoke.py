@@ -154,3 +154,5 @@ def test_settings_come_from_the_run_and_can_be_overridden(output, capsys):
     assert "takes only smoke.* keys" in capsys.readouterr().err
     assert main(["smoke", str(output), "--set", "smoke.steps=1"]) == 2
     assert "smoke.steps" in capsys.readouterr().err
+    assert main(["smoke", str(output), "--config", str(output / "missing.yaml")]) == 2
+    assert "cannot read config" in capsys.readouterr().err
