@@ -14,13 +14,14 @@ import yaml
 
 from pipeline import __version__
 from pipeline.mixfile import MIX_FILE
-from pipeline.plots import histogram_png
+from pipeline.plots import histogram_png, loss_png
 from pipeline.report import REPORT_FILE
 from pipeline.stats import STATS_FILE
 from pipeline.stats_command import tables
 from pipeline.trainer.report import SMOKE_FILE, card_lines
 
 VALIDATION_FILE = "_validation.json"
+SMOKE_IMAGE = "smoke_loss.png"
 
 # As published on each source's hub page when this was written; check the source itself.
 SOURCES = {
@@ -102,6 +103,9 @@ def write_card(output: Path, cards: Path, validation: dict[str, Any] | None = No
     for stage, name in images.items():
         histogram_png(stats, stage, folder / name)
         histogram_png(stats, stage, output / "card" / name)
+    if smoke:
+        loss_png(smoke["history"], folder / SMOKE_IMAGE)
+        loss_png(smoke["history"], output / "card" / SMOKE_IMAGE)
     checksums = input_checksums(config, output)
     facts = (report, stats, mix, config, validation, smoke, checksums, output)
     (folder / "README.md").write_text(render(*facts, image_prefix=""))
@@ -276,7 +280,10 @@ def render(
         lines.append(f"`longmix validate`: {len(validation['failures'])} problems:")
         lines += [f"- {f['directory']}: {f['rule']}: {f['detail']}" for f in validation["failures"]]
     lines += ["", "## Smoke test", ""]
-    lines += card_lines(smoke) if smoke else ["Not run: `longmix smoke PATH` records it here."]
+    if smoke:
+        lines += [*card_lines(smoke), "", f"![smoke loss]({image_prefix}{SMOKE_IMAGE})"]
+    else:
+        lines.append("Not run: `longmix smoke PATH` records it here.")
     lines += [
         "",
         "## Reproducibility",

@@ -1,4 +1,5 @@
-"""Length histograms as PNG images (matplotlib, no display needed)."""
+"""Length histograms and the smoke run's loss curve as PNG images (matplotlib, no display
+needed)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,26 @@ def histogram_png(stats: dict[str, Any], stage: str, path: Path) -> Path:
     axes.set_ylabel("share of tokens")
     axes.set_title(f"token lengths: {stage}")
     axes.legend(fontsize=7, loc="best")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def loss_png(history: list[dict[str, Any]], path: Path) -> Path:
+    """The smoke run's loss per optimizer step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=FIGURE_SIZE, dpi=DPI)
+    steps = range(1, len(history) + 1)
+    axes.plot(steps, [r["loss"] for r in history], marker="o")
+    axes.set_xlabel("optimizer step")
+    axes.set_ylabel("token-averaged loss")
+    axes.set_title("longmix smoke: training loss")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from pipeline.cli import main
 from pipeline.config import SmokeConfig
@@ -57,6 +58,9 @@ def test_smoke_trains_on_the_mix_and_reports(output, capsys):
     assert json.loads((output / SMOKE_FILE).read_text()) == report
     card = (output / "README.md").read_text()
     assert "`longmix smoke` passed" in card and "| arxiv |" in card.split("## Smoke test")[1]
+    assert "](card/smoke_loss.png)" in card
+    with Image.open(output / "card/smoke_loss.png") as plot:
+        assert plot.size == (800, 450)
 
 
 def test_streaming_allots_each_directory_its_proportion(output):
