@@ -379,11 +379,7 @@ def parse_config(data: dict[str, Any], origin: str = "<config>") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise LongmixError(f"{origin}: invalid config: {problems}") from None
+        raise LongmixError(f"{origin}: invalid config: {problems(exc)}") from None
 
 
 def smoke_config(section: dict[str, Any] | None, overrides: list[str], origin: str) -> SmokeConfig:
@@ -396,7 +392,13 @@ def smoke_config(section: dict[str, Any] | None, overrides: list[str], origin: s
     try:
         return SmokeConfig.model_validate(data["smoke"])
     except ValidationError as exc:
-        problems = "; ".join(
-            f"smoke.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise LongmixError(f"{origin}: invalid smoke settings: {problems}") from None
+        raise LongmixError(f"{origin}: invalid smoke settings: {problems(exc, 'smoke')}") from None
+
+
+def problems(exc: ValidationError, section: str | None = None) -> str:
+    """Every validation error as `dotted.key: message`."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in ([section] if section else []) + list(err['loc']))}"
+        f"{'' if err['loc'] or section else '(top level)'}: {err['msg']}"
+        for err in exc.errors()
+    )
