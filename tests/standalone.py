@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -108,8 +109,6 @@ def start_cluster(
 
 def submit_command(cluster: Cluster, py_files: Path, script: Path, *args: str) -> list[str]:
     """spark-submit as the README shows it, with executors on this machine's Python."""
-    import sys
-
     return [
         str(SPARK_HOME / "bin/spark-submit"),
         *("--master", cluster.url),
