@@ -162,3 +162,12 @@ def upload_tree(client, local: Path, bucket: str, prefix: str) -> None:
     for path in sorted(local.rglob("*")):
         if path.is_file():
             client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(local).as_posix()}")
+
+
+def download_tree(client, bucket: str, prefix: str, local: Path) -> Path:
+    """Every object under `prefix` copied below `local`; returns `local / prefix`."""
+    for found in client.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]:
+        target = local / found["Key"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(bucket, found["Key"], str(target))
+    return local / prefix

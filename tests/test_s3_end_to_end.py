@@ -6,11 +6,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import prepare_cli
+from tests.conftest import download_tree, prepare_cli
 from tests.test_mds import cli_config, fingerprint
 
 
@@ -21,21 +20,6 @@ def glob_sources(root: str) -> dict:
         "slimpajama": {"preset": "slimpajama", "path": f"{root}/sp/chunk*/*.jsonl.zst"},
         "ultrachat": {"preset": "ultrachat", "path": f"{root}/uc/*.parquet"},
     }
-
-
-def download_output(client, bucket: str, prefix: str, local: Path) -> Path:
-    """An S3 output copied to `local`, with mix.yaml's streams pointed at the copy."""
-    import yaml
-
-    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]]
-    for key in keys:
-        (local / key).parent.mkdir(parents=True, exist_ok=True)
-        client.download_file(bucket, key, str(local / key))
-    root = local / prefix
-    mix = yaml.safe_load((root / "mix.yaml").read_text())
-    mix["streams"] = [{"local": str(root / name)} for name in mix["domains"]]
-    (root / "mix.yaml").write_text(yaml.safe_dump(mix))
-    return root
 
 
 def longmix(*args: str, env: dict) -> subprocess.CompletedProcess:
@@ -63,7 +47,7 @@ def test_s3_in_s3_out_matches_local(tmp_path, mixed_corpus, s3_client, s3_endpoi
     for config, name in ((local, "local"), (remote, "remote")):
         result = prepare_cli(config, tmp_path, name, env)
         assert result.returncode == 0, result.stderr[-3000:]
-    downloaded = download_output(s3_client, "out", "run", tmp_path / "downloaded")
+    downloaded = download_tree(s3_client, "out", "run", tmp_path / "downloaded")
     assert fingerprint(downloaded) == fingerprint(tmp_path / "local")
 
     uri = "s3://out/run"

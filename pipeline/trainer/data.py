@@ -16,6 +16,7 @@ import yaml
 from pipeline.errors import LongmixError
 from pipeline.mixfile import MIX_FILE
 from pipeline.report import REPORT_FILE
+from pipeline.trainer.balance import document_lengths
 from stages.logic.storage import (
     StorageOptions,
     exists,
@@ -41,13 +42,9 @@ class Sample:
         return len(self.input_ids)
 
     @property
-    def document_lengths(self) -> np.ndarray:
-        return np.diff(self.indices.astype(np.int64), axis=1)[:, 0]
-
-    @property
     def squared_lengths(self) -> int:
         """ProLong's reordering key: the sum of squared document lengths."""
-        return int((self.document_lengths**2).sum())
+        return int((document_lengths(self.indices) ** 2).sum())
 
 
 @dataclass(frozen=True)
