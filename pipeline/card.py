@@ -14,6 +14,7 @@ import yaml
 
 from pipeline import __version__
 from pipeline.mixfile import MIX_FILE
+from pipeline.ownership import CARD_MARK, write_owned_text
 from pipeline.plots import histogram_png, loss_png
 from pipeline.report import REPORT_FILE
 from pipeline.stats import STATS_FILE
@@ -108,8 +109,8 @@ def write_card(output: Path, cards: Path, validation: dict[str, Any] | None = No
         loss_png(smoke["history"], output / "card" / SMOKE_IMAGE)
     checksums = input_checksums(config, output)
     facts = (report, stats, mix, config, validation, smoke, checksums, output)
-    (folder / "README.md").write_text(render(*facts, image_prefix=""))
-    (output / "README.md").write_text(render(*facts, image_prefix="card/"))
+    write_owned_text(folder / "README.md", render(*facts, image_prefix=""))
+    write_owned_text(output / "README.md", render(*facts, image_prefix="card/"))
     return folder / "README.md"
 
 
@@ -167,7 +168,7 @@ def render(
     image_prefix: str,
 ) -> str:
     views = tables(stats)
-    lines = [front_matter(report, mix, config), f"# longmix run `{report['run']}`", ""]
+    lines = [front_matter(report, mix, config), CARD_MARK, f"# longmix run `{report['run']}`", ""]
     lines += [
         "Packed long-context training data in mosaicml-streaming (MDS) format, made by "
         f"longmix {__version__} following the ProLong recipe. Read it with "

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import logging
+import os
+import signal
 import sys
+import tempfile
+import threading
+import time
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,8 +21,9 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.errors import LongmixError
-from pipeline.spark import spark_started
-from stages.logic.storage import StorageOptions
+from pipeline.spark import silence_spark, spark_started
+from stages.logic.redaction import scrub
+from stages.logic.storage import StorageOptions, write_text
 
 if TYPE_CHECKING:
     from pipeline.config import SmokeConfig
@@ -24,6 +33,9 @@ console = Console(stderr=True)
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="longmix", description=__doc__)
+    root.add_argument(
+        "--debug", action="store_true", help="print the full traceback of an unexpected error"
+    )
     commands = root.add_subparsers(dest="command", required=True)
 
     prepare = commands.add_parser("prepare", help="run the pipeline on a config")
@@ -56,6 +68,9 @@ def parser() -> argparse.ArgumentParser:
     smoke.add_argument("--steps", type=int, help="optimizer steps (default: the config's)")
     smoke.add_argument("--json", action="store_true", help="print the report as JSON")
     smoke.add_argument("--s3-endpoint-url", help="an S3-compatible endpoint")
+    smoke.add_argument(
+        "--no-validate", action="store_true", help="train even on an output that fails validation"
+    )
     smoke.add_argument(
         "--set",
         dest="overrides",
@@ -257,10 +272,12 @@ def run_smoke(args: argparse.Namespace) -> int:
     from pipeline.card import refresh_card
     from pipeline.trainer.report import SMOKE_FILE, print_report
     from pipeline.trainer.train import smoke
-    from stages.logic.storage import is_s3, join, write_text
+    from stages.logic.storage import is_s3, join
 
     storage = StorageOptions(args.s3_endpoint_url)
     settings = smoke_settings(args, storage)
+    if not args.no_validate:
+        refuse_invalid(args.path, storage)
     report = smoke(args.path, settings, storage, progress=not args.json)
     write_text(join(args.path, SMOKE_FILE), report.to_json(), storage)
     if args.json:
@@ -270,6 +287,21 @@ def run_smoke(args: argparse.Namespace) -> int:
     if not is_s3(args.path):
         console.print(f"data card updated: {refresh_card(Path(args.path))}")
     return 0 if report.ok else 1
+
+
+def refuse_invalid(path: str, storage: StorageOptions) -> None:
+    """Training on an output that breaks the contract would test the wrong thing."""
+    from pipeline.validate import validate
+
+    with console.status(f"validating {path}"):
+        result = validate(path, storage)
+    if not result.ok:
+        first = result.failures[0]
+        raise LongmixError(
+            f"{path} fails validation ({len(result.failures)} problems; first: {first.directory}"
+            f" {first.rule}: {first.detail}); `longmix validate` lists them, --no-validate "
+            "trains anyway"
+        )
 
 
 def smoke_settings(args: argparse.Namespace, storage: StorageOptions) -> SmokeConfig:
@@ -292,15 +324,24 @@ def smoke_settings(args: argparse.Namespace, storage: StorageOptions) -> SmokeCo
 
 def run_card(args: argparse.Namespace) -> int:
     from pipeline.card import VALIDATION_FILE, write_card
-    from pipeline.validate import validate
+    from pipeline.validate import require_output, validate
 
+    require_output(args.path, StorageOptions())
     validation = None
     if not args.no_validate:
         with console.status(f"validating {args.path}"):
             validation = json.loads(validate(args.path, StorageOptions()).to_json())
-        (Path(args.path) / VALIDATION_FILE).write_text(json.dumps(validation, indent=2))
+        write_text(
+            str(Path(args.path) / VALIDATION_FILE),
+            json.dumps(validation, indent=2),
+            StorageOptions(),
+        )
     written = write_card(Path(args.path), Path(args.cards), validation)
     console.print(f"data card written to {written} and {Path(args.path) / 'README.md'}")
+    if validation is not None and not validation["ok"]:
+        count = len(validation["failures"])
+        console.print(f"[bold red]{args.path} is not valid[/]: {count} problems, in the card")
+        return 1
     return 0
 
 
@@ -315,19 +356,104 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = Scrubbed(sys.stdout), Scrubbed(sys.stderr)
+    # py4j logs a traceback for every call a dying JVM drops (some through the root logger);
+    # the user gets one line instead.
+    logging.getLogger("py4j").setLevel(logging.CRITICAL)
+    logging.getLogger().addFilter(not_from_py4j)
+    signal.signal(signal.SIGTERM, terminated)
+    try:
+        return run(parser().parse_args(argv))
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def not_from_py4j(record: logging.LogRecord) -> bool:
+    return "py4j" not in record.pathname
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command, with every failure turned into one line and an exit status."""
     try:
         return COMMANDS[args.command](args)
     except LongmixError as exc:
-        # Spark's console progress bar leaves its line open when a job fails.
-        fresh_line = "\n" if spark_started() else ""
-        console.print(
-            f"{fresh_line}longmix: error: {exc}", markup=False, highlight=False, soft_wrap=True
-        )
-        return 2
+        return fail(str(exc), 2)
     except KeyboardInterrupt:
-        console.print("longmix: interrupted")
-        return 130
+        return stopped(INTERRUPTED, 130)
+    except Terminated:
+        return stopped(TERMINATED, 143)
+    except Exception as exc:
+        if TERMINATING.is_set():  # a JVM killed by the same signal failed the call first
+            return stopped(TERMINATED, 143)
+        if args.debug:
+            raise
+        return unexpected(exc)
+
+
+INTERRUPTED = "interrupted; rerun the same command to resume"
+TERMINATED = "terminated; rerun the same command to resume"
+TERMINATING = threading.Event()
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the main thread is, so that cleanup runs as for Ctrl-C (a
+    BaseException, as KeyboardInterrupt is, so that no `except Exception` swallows it)."""
+
+
+def terminated(signum, frame) -> None:
+    TERMINATING.set()
+    raise Terminated
+
+
+def unexpected(exc: Exception) -> int:
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return fail(f"disk full (no space left on device) writing {exc.filename or ''}", 2)
+    cause = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return fail(f"{cause} (traceback in {save_traceback()}; --debug prints it)", 1)
+
+
+def stopped(message: str, code: int) -> int:
+    """After a signal, Spark's JVM (which got it too) is gone: the exit hooks that would stop
+    it only print py4j tracebacks, so the process ends here, after the one line."""
+    fail(message, code)
+    if spark_started():
+        silence_spark()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def fail(message: str, code: int) -> int:
+    # Spark's console progress bar leaves its line open when a job fails.
+    fresh_line = "\n" if spark_started() else ""
+    console.print(
+        f"{fresh_line}longmix: error: {message}", markup=False, highlight=False, soft_wrap=True
+    )
+    return code
+
+
+def save_traceback() -> str:
+    """The current exception's traceback, secrets scrubbed, in a log file: its path."""
+    folder = Path(tempfile.gettempdir()) / "longmix-logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    path.write_text(scrub(traceback.format_exc()))
+    return str(path)
+
+
+class Scrubbed:
+    """A text stream that masks secrets in everything printed through it."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(scrub(text))
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
 
 
 if __name__ == "__main__":

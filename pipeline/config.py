@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,17 +22,10 @@ from pydantic import (
 
 from pipeline.errors import LongmixError
 from stages.logic.pack import DEFAULT_WINDOW_TOKENS
+from stages.logic.redaction import redact, remember, secrets_in
 from stages.logic.sources import PRESETS, SourceSpec
 from stages.logic.tokenizers import TokenizerSpec
 
-# Keys whose values are masked in saved configs. Not a bare "token": tokenizer settings and
-# token budgets are configuration, not secrets.
-SECRET_KEY = re.compile(
-    r"secret|password|passwd|credential|api[._-]?key|access[._-]?key|"
-    r"(session|security|auth|bearer|access)[._-]?token",
-    re.I,
-)
-REDACTED = "***"
 # Mappings whose own keys contain dots (Spark settings): `--set spark.conf.spark.x.y=1`.
 FREE_FORM = [("spark", "conf")]
 
@@ -331,17 +323,6 @@ class Config(Strict):
         return self.digest(leave_out=("mix", "mds", "spark"))
 
 
-def redact(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {
-            key: REDACTED if SECRET_KEY.search(str(key)) and val is not None else redact(val)
-            for key, val in value.items()
-        }
-    if isinstance(value, list):
-        return [redact(item) for item in value]
-    return value
-
-
 def apply_override(data: dict[str, Any], assignment: str) -> None:
     """Apply one `a.b.c=value` override; the value is parsed as YAML (`3`, `true`, `[1, 2]`)."""
     key, sep, raw = assignment.partition("=")
@@ -376,6 +357,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
 
 
 def parse_config(data: dict[str, Any], origin: str = "<config>") -> Config:
+    remember(secrets_in(data))
     try:
         return Config.model_validate(data)
     except ValidationError as exc:

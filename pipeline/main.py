@@ -15,7 +15,15 @@ import yaml
 from pipeline.card import write_card
 from pipeline.config import Config
 from pipeline.errors import LongmixError
+from pipeline.lock import run_lock
 from pipeline.mixfile import MIX_FILE, mix_section, write_mix_file
+from pipeline.ownership import (
+    claim_folder,
+    inside,
+    normalized,
+    refuse_foreign_card,
+    refuse_overlap,
+)
 from pipeline.report import REPORT_FILE, RunReport
 from pipeline.spark import build_session
 from pipeline.stats import STATS_FILE, stats_section
@@ -26,11 +34,11 @@ from stages.logic.documents import (
     count_document,
     count_record,
 )
+from stages.logic.errors import user_message
 from stages.logic.mds import MdsSpec, clear_stale, committed, publish
 from stages.logic.mix import MixError, MixTarget, directory_name, plan_mix
 from stages.logic.pack import PackSpec, SpecKey
 from stages.logic.read import ReadTask
-from stages.logic.readers import BadRecordError
 from stages.logic.sequences import SequencePlan
 from stages.logic.storage import (
     StorageOptions,
@@ -42,6 +50,7 @@ from stages.logic.storage import (
     write_text,
 )
 from stages.logic.tally import Tally
+from stages.logic.tokenize import chat_problem
 from stages.logic.tokenizers import Tokenizer, TokenizerError, load_tokenizer
 
 DOCUMENTS_DIR = "documents"
@@ -94,43 +103,103 @@ def common_folder(uris: list[str]) -> str:
     return "/".join(shared)
 
 
-def bad_record_message(exc: BaseException) -> str | None:
-    text = str(exc)
-    at = text.find(BadRecordError.MARKER)
-    if at < 0:
-        return None
-    return text[at + len(BadRecordError.MARKER) :].splitlines()[0].strip()
-
-
 def prepare(config: Config, master: str | None = None) -> RunReport:
     """Run the pipeline up to `run.until` (documents, packed sequences, or the MDS mix);
     write the report and the resolved config beside the output. A run that finished with the
-    same config is not run again; one that was killed resumes from what it committed."""
+    same config is not run again; one that was killed resumes from what it committed.
+    Everything the config reveals is checked before Spark starts, and the output is held
+    by one run at a time."""
     storage = storage_options(config)
+    refuse_before_work(config, storage)
+    with run_lock(config.output, storage):
+        finished = finished_report(config, storage)
+        if finished is not None:
+            return finished
+        report = RunReport(config.run.name, config.digest())
+        with report.stage("discover"):
+            tasks = discover(config, storage)
+        report["input"] = {"files": len(tasks), "bytes": sum(t.size for t in tasks)}
+        if config.run.until != "documents":
+            preflight_tokenizer(config)
+        spark = build_session(config.spark, master)
+        try:
+            report["outputs"] = run_stages(spark, config, tasks, report)
+        except Exception as exc:
+            problem = task_failure(exc)
+            if problem is None:
+                raise
+            raise problem from None
+        write_results(config, report, storage)
+    return report
+
+
+def refuse_before_work(config: Config, storage: StorageOptions) -> None:
+    """What the config alone shows to be wrong, and folders longmix does not own, refused
+    before anything is written; then the output (and a separate scratch) marked as longmix's."""
     output = config.output
     if is_s3(output) and config.run.until != "mds":
         raise LongmixError(
             f"run.until: {config.run.until} writes parquet with Spark, which cannot write "
             "s3:// here; give a local or cluster path, or run until mds"
         )
-    finished = finished_report(config, storage)
-    if finished is not None:
-        return finished
-    report = RunReport(config.run.name, config.digest())
-    spark = build_session(config.spark, master)
+    refuse_unmixable(config)
+    inputs = {name: [config.resolve(p) for p in s.paths()] for name, s in config.sources.items()}
+    refuse_overlap(inputs, {"output": output, "scratch": config.scratch})
+    if config.run.until == "mds" and not is_s3(output):
+        for card in card_paths(config):
+            refuse_foreign_card(card)
+    claim_folder(output, storage, "output")
+    local_scratch = "://" not in config.scratch  # hdfs:// and the like: Spark's to check
+    if local_scratch and not inside(normalized(config.scratch), normalized(output)):
+        claim_folder(config.scratch, StorageOptions(), "run.scratch")
+
+
+def refuse_unmixable(config: Config) -> None:
+    """Mix domains that no source produces would fail only after packing."""
+    produced = {d for source in config.source_specs().values() for d in source.domains}
+    missing = sorted({domain for domain, _ in config.mix.fractions()} - produced)
+    if missing:
+        raise LongmixError(
+            f"mix.domains names {', '.join(missing)}, which no source produces "
+            f"(the sources produce {', '.join(sorted(produced))})"
+        )
+
+
+def preflight_tokenizer(config: Config) -> None:
+    """The tokenizer loads here, and renders chats if a source has them, before any data."""
+    task_cpus = int(config.spark.conf.get("spark.task.cpus", 1))
     try:
-        if config.run.until == "documents":
-            outputs = write_documents(spark, config, read(spark, config, report), report)
-        else:
-            outputs = packed_sequences(spark, config, report)
-            if config.run.until == "mds":
-                outputs = write_output(spark, config, report, outputs["sequences"])
-    except Exception as exc:
-        message = bad_record_message(exc)
-        if message:
-            raise LongmixError(message) from None
-        raise
-    report["outputs"] = outputs
+        tokenizer = load_tokenizer(config.tokenizer.spec(task_cpus))
+    except TokenizerError as exc:
+        raise LongmixError(str(exc)) from None
+    chats = sorted(n for n, s in config.source_specs().items() if s.kind == "chat")
+    problem = chat_problem(tokenizer) if chats else None
+    if problem:
+        raise LongmixError(f"{problem} (chat sources: {', '.join(chats)})")
+
+
+def task_failure(exc: BaseException) -> LongmixError | None:
+    """The one line a failed Spark job means for the user, when it can be stated."""
+    text = str(exc)
+    message = user_message(text)
+    if message:
+        return LongmixError(message)
+    if "No space left on device" in text:
+        return LongmixError("disk full (no space left on device) while Spark tasks wrote data")
+    return None
+
+
+def run_stages(spark, config: Config, tasks: list[ReadTask], report: RunReport) -> dict:
+    if config.run.until == "documents":
+        return write_documents(spark, config, read(spark, config, tasks), report)
+    outputs = packed_sequences(spark, config, tasks, report)
+    if config.run.until == "mds":
+        outputs = write_output(spark, config, report, outputs["sequences"])
+    return outputs
+
+
+def write_results(config: Config, report: RunReport, storage: StorageOptions) -> None:
+    output = config.output
     write_text(
         join(output, "config.resolved.yaml"),
         yaml.safe_dump(config.redacted(), sort_keys=False),
@@ -142,7 +211,14 @@ def prepare(config: Config, master: str | None = None) -> RunReport:
     write_text(join(output, REPORT_FILE), report.to_json() + "\n", storage)
     if config.run.until == "mds" and not is_s3(output):
         report["card"] = str(write_card(Path(output), Path(config.resolve(config.run.cards))))
-    return report
+
+
+def card_paths(config: Config) -> list[Path]:
+    """Where a run's data card goes: its cards folder and beside the output."""
+    return [
+        Path(config.resolve(config.run.cards)) / config.run.name / "README.md",
+        Path(config.output) / "README.md",
+    ]
 
 
 def finished_report(config: Config, storage: StorageOptions) -> RunReport | None:
@@ -158,13 +234,10 @@ def finished_report(config: Config, storage: StorageOptions) -> RunReport | None
     return report
 
 
-def read(spark, config: Config, report: RunReport):
+def read(spark, config: Config, tasks: list[ReadTask]):
     from stages.read import read_sources
 
     storage = storage_options(config)
-    with report.stage("discover"):
-        tasks = discover(config, storage)
-    report["input"] = {"files": len(tasks), "bytes": sum(t.size for t in tasks)}
     return read_sources(
         spark, tasks, config.source_specs(), storage, config.run.strict, config.read_target_bytes
     )
@@ -236,7 +309,9 @@ def sequence_plan(spark, config: Config, report: RunReport) -> SequencePlan:
     )
 
 
-def packed_sequences(spark, config: Config, report: RunReport) -> dict[str, str]:
+def packed_sequences(
+    spark, config: Config, tasks: list[ReadTask], report: RunReport
+) -> dict[str, str]:
     """The packed sequences in scratch, reused when an earlier run with the same packing
     settings finished them (the report's sections saved beside them)."""
     storage = storage_options(config)
@@ -246,7 +321,7 @@ def packed_sequences(spark, config: Config, report: RunReport) -> dict[str, str]
         if saved["digest"] == config.packing_digest():
             report.data.update(saved["report"])
             return {"sequences": saved["sequences"]}
-    outputs = write_sequences(spark, config, read(spark, config, report), report)
+    outputs = write_sequences(spark, config, read(spark, config, tasks), report)
     sections = ("input", "tokenizer", "sources", "documents", "packing", "stats")
     saved = {
         "digest": config.packing_digest(),

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 
 from pipeline.config import SparkConfig
 from pipeline.errors import LongmixError
@@ -43,6 +46,17 @@ def spark_started() -> bool:
     return SparkContext._active_spark_context is not None
 
 
+def silence_spark() -> None:
+    """After an interrupt the process exits at once: its JVM (which ignores Ctrl-C) would
+    otherwise log every task it loses while it shuts down."""
+    from pyspark import SparkContext
+
+    context = SparkContext._active_spark_context
+    if context is not None:
+        with contextlib.suppress(Exception):
+            context.setLogLevel("OFF")
+
+
 def under_spark_submit() -> bool:
     """spark-submit starts the JVM itself and hands PySpark its gateway."""
     return "PYSPARK_GATEWAY_PORT" in os.environ
@@ -64,6 +78,10 @@ def build_session(config: SparkConfig, master: str | None = None):
         builder = builder.config(key, str(value).lower() if isinstance(value, bool) else value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel(config.log_level)
+    if threading.current_thread() is threading.main_thread():
+        # PySpark's own Ctrl-C handler calls into the JVM from inside the interrupted JVM
+        # call, and py4j logs tracebacks of both; a plain KeyboardInterrupt unwinds cleanly.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if session.sparkContext.master.startswith("local"):
         quiet_task_failures(session)
     return session

@@ -77,21 +77,32 @@ def share_over_table(stats: dict[str, Any], thresholds: list[int]) -> dict[str, 
 def mds_stats(root: Path, thresholds: tuple[int, ...], long: int) -> dict[str, Any]:
     """The `packed` statistics of an MDS dataset (a directory with index.json, or a folder of
     them), read sample by sample with streaming's shard readers."""
-    from pipeline.validate import shard_reader
-
     tally = Tally()
     indexes = [root / "index.json"] if (root / "index.json").exists() else []
     indexes = indexes or sorted(root.glob("*/index.json"))
     for index in indexes:
         for shard in json.loads(index.read_text())["shards"]:
-            with tempfile.TemporaryDirectory(prefix="longmix-shard-") as scratch:
-                reader, problem = shard_reader(index.parent, shard, Path(scratch))
-                if problem:
-                    raise LongmixError(f"{index.parent.name}: {problem[0]}: {problem[1]}")
-                for k in range(shard["samples"]):
-                    sample = reader.get_item(k)
-                    ids = np.asarray(sample["input_ids"])
-                    lengths = document_lengths(ids, sample["indices"], sample.get("mask"))
-                    domain = sample["domain"]
-                    count_lengths(tally, "packed", "", domain, lengths, (*thresholds, long))
+            name = f"{index.parent.name}/{shard.get('raw_data', {}).get('basename')}"
+            try:
+                count_shard(tally, index.parent, shard, (*thresholds, long))
+            except LongmixError:
+                raise
+            except Exception as exc:  # a damaged shard: name it, no traceback
+                raise LongmixError(
+                    f"{name}: unreadable shard ({type(exc).__name__}: {exc})"
+                ) from None
     return stats_section(tally, (*thresholds, long), long)
+
+
+def count_shard(tally: Tally, folder: Path, shard: dict, thresholds: tuple[int, ...]) -> None:
+    from pipeline.validate import shard_reader
+
+    with tempfile.TemporaryDirectory(prefix="longmix-shard-") as scratch:
+        reader, problem = shard_reader(folder, shard, Path(scratch))
+        if problem:
+            raise LongmixError(f"{folder.name}: {problem[0]}: {problem[1]}")
+        for k in range(shard["samples"]):
+            sample = reader.get_item(k)
+            ids = np.asarray(sample["input_ids"])
+            lengths = document_lengths(ids, sample["indices"], sample.get("mask"))
+            count_lengths(tally, "packed", "", sample["domain"], lengths, thresholds)

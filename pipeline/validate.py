@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 import yaml
 
+from pipeline.errors import LongmixError
 from pipeline.mixfile import MIX_FILE
 from pipeline.report import REPORT_FILE
-from stages.logic.storage import StorageOptions, is_s3, list_files, resolve
+from stages.logic.storage import StorageOptions, exists, is_s3, join, list_files, resolve
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,19 @@ class Validation:
         )
 
 
+def require_output(path: str, storage: StorageOptions) -> None:
+    """One clear line for a path that is not a longmix output, before anything is read."""
+    missing = [name for name in (MIX_FILE, REPORT_FILE) if not exists(join(path, name), storage)]
+    if missing:
+        raise LongmixError(
+            f"{path} is not a finished longmix output (no {' or '.join(missing)}); give the "
+            "run.output folder of a longmix prepare run"
+        )
+
+
 def validate(path: str, storage: StorageOptions) -> Validation:
     """Validate a local output folder, or an S3 one (downloaded to a temporary folder)."""
+    require_output(path, storage)
     if not is_s3(path):
         return validate_local(Path(path))
     with tempfile.TemporaryDirectory(prefix="longmix-validate-") as local:

@@ -165,8 +165,11 @@ def upload_tree(client, local: Path, bucket: str, prefix: str) -> None:
 
 
 def download_tree(client, bucket: str, prefix: str, local: Path) -> Path:
-    """Every object under `prefix` copied below `local`; returns `local / prefix`."""
+    """Every object under `prefix` copied below `local`; returns `local / prefix`. Keys that
+    end in `/` are folder markers (pyarrow leaves them when it deletes a folder), not files."""
     for found in client.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]:
+        if found["Key"].endswith("/"):
+            continue
         target = local / found["Key"]
         target.parent.mkdir(parents=True, exist_ok=True)
         client.download_file(bucket, found["Key"], str(target))

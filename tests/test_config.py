@@ -93,3 +93,25 @@ def test_best_fit_is_refused_outside_short_data(tmp_path):
     text = MINIMAL + "packing: {domains: {chat: {mode: sft, method: bfd}}}\n"
     with pytest.raises(LongmixError, match=r"packing\.domains\.chat: .*bfd packs short data"):
         load_config(write(tmp_path, text))
+
+
+def test_credential_words_not_token_budgets():
+    from stages.logic.redaction import is_secret_key
+
+    for key in ("fs.azure.account.key.acct.blob.core.windows.net", "hf_token", "secretAccessKey"):
+        assert is_secret_key(key), key
+    for key in ("tokens", "bfd_window_tokens", "tokenizer", "long_document_tokens", "keep"):
+        assert not is_secret_key(key), key
+
+
+def test_every_config_value_under_a_credential_key_is_masked(tmp_path):
+    config = load_config(
+        write(tmp_path, MINIMAL),
+        [
+            "storage.s3_endpoint_url=http://KEYID:SECRET99@host:9000",
+            "spark.conf.spark.myapp.hf_token=hf_abcdef",
+        ],
+    )
+    saved = str(config.redacted())
+    assert "SECRET99" not in saved and "hf_abcdef" not in saved
+    assert "http://REDACTED@host:9000" in saved

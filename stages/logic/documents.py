@@ -31,6 +31,7 @@ READ_SCHEMA = pa.schema(
         ("skip_reason", pa.large_string()),
         ("skip_detail", pa.large_string()),
         ("skip_bad", pa.bool_()),
+        ("skip_records", pa.int64()),
     ]
 )
 
@@ -64,6 +65,7 @@ def read_row(item: Document | Skip) -> dict[str, Any]:
             "skip_reason": item.reason,
             "skip_detail": item.detail,
             "skip_bad": item.bad,
+            "skip_records": item.records,
         }
     meta = item.metadata
     return {
@@ -91,6 +93,7 @@ READ_TALLY_COLUMNS = [
     "skip_reason",
     "skip_detail",
     "skip_bad",
+    "skip_records",
 ]
 DOCUMENT_TALLY_COLUMNS = ["source", "domain", "bytes", "group", "part", "members"]
 
@@ -101,7 +104,7 @@ def count_record(tally: Tally, row: dict[str, Any]) -> None:
         tally.add(("read", row["source"], row["domain"]), documents=1, bytes=row["bytes"])
         return
     key = ("skipped", row["source"], row["skip_reason"], row["file"])
-    tally.add(key, count=1)
+    tally.add(key, count=row["skip_records"] or 1)
     tally.maximum(key, "max_bad", int(row["skip_bad"]))
     tally.first(key, row["record"], row["skip_detail"])
 

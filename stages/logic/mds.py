@@ -4,10 +4,13 @@ Work is cut into units: one (output directory, bucket) each, whose samples depen
 config, seed and data. A task attempt writes a unit with streaming's `MDSWriter` into its own
 folder `<directory>/b<bucket>-a<attempt>` (shards uploaded from the task when the output is on
 S3), then claims the unit by creating `_commits/<directory>/b<bucket>.json` if it does not
-exist yet (O_EXCL locally, a conditional PUT on S3). The first claim wins; a losing attempt
-(a retry after a commit, a speculative copy) deletes its own folder. The driver then merges
+exist yet (an atomic create locally, a conditional PUT on S3). The first claim wins; a losing
+attempt (a retry after a commit, a speculative copy) deletes its own folder. The driver then merges
 the committed folders' indexes and deletes every uncommitted folder. `dataframe_to_mds` has no
 such commit: a retried or speculative task would leave a second copy of its shards.
+
+Every attempt folder is first recorded in `_attempts/<directory>/<folder>`: cleanup deletes
+only folders these records name, never what a listing of the output happens to show.
 """
 
 from __future__ import annotations
@@ -26,18 +29,21 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from stages.logic.errors import TaskError
 from stages.logic.pack import batch_sequences
 from stages.logic.storage import (
     StorageOptions,
     claim,
+    delete_file,
     delete_folder,
+    delete_if_empty,
     exists,
     is_s3,
     join,
     list_files,
-    list_folders,
     point_streaming_at,
     read_text,
+    upload_folder,
 )
 
 COMMIT_SCHEMA = pa.schema(
@@ -49,6 +55,7 @@ COMMIT_SCHEMA = pa.schema(
 )
 WRITE_COLUMNS = ["directory", "bucket", "seq_no", "copy", "domain", "input_ids", "indices", "mask"]
 COMMITS = "_commits"
+ATTEMPTS = "_attempts"
 # Test-only: "<marker path>:<samples>" makes the first attempt to reach that many samples in
 # a unit die (once: the marker file records that it happened), to exercise retries.
 FAIL_ONCE_VARIABLE = "LONGMIX_TEST_FAIL_ONCE"
@@ -82,6 +89,30 @@ def unit_name(bucket: int) -> str:
 
 def commit_uri(spec: MdsSpec, directory: str, bucket: int) -> str:
     return join(spec.root, COMMITS, directory, f"{unit_name(bucket)}.json")
+
+
+def attempt_uri(spec: MdsSpec, directory: str, folder: str) -> str:
+    return join(spec.root, ATTEMPTS, directory, folder)
+
+
+def start_attempt(spec: MdsSpec, directory: str, folder: str) -> None:
+    """Record the attempt folder before writing it; clear what a killed earlier attempt of
+    the same name left. A folder of that name that no record names is not longmix's."""
+    target = join(spec.root, directory, folder)
+    if not claim(attempt_uri(spec, directory, folder), "", spec.storage):
+        delete_folder(target, spec.storage)
+    elif exists(target, spec.storage):
+        raise TaskError(f"{target} exists and longmix did not write it; move it away")
+
+
+def recorded_attempts(spec: MdsSpec) -> dict[str, set[str]]:
+    """Directory -> the attempt folders longmix recorded in it."""
+    out: dict[str, set[str]] = {}
+    base = join(spec.root, ATTEMPTS)
+    for uri in list_files(base, spec.storage):
+        directory, _, folder = uri[len(base) + 1 :].rpartition("/")
+        out.setdefault(directory, set()).add(folder)
+    return out
 
 
 def samples_of(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[str, int, dict[str, Any]]]:
@@ -124,21 +155,17 @@ def write_unit(
         return json.loads(read_text(marker, spec.storage))
     folder = f"{unit_name(bucket)}-a{attempt}"
     target = join(spec.root, directory, folder)
-    delete_folder(target, spec.storage)  # a stale attempt of a killed earlier run
+    start_attempt(spec, directory, folder)
     scratch = tempfile.mkdtemp(prefix="longmix-mds-") if is_s3(target) else None
-    out = (scratch, target) if scratch else target
-    if scratch:
-        point_streaming_at(spec.storage)
     fail_at = fail_once_at()
     count = tokens = 0
     try:
         with MDSWriter(
-            out=out,
+            out=scratch or target,
             columns=spec.columns(directory),
             compression=spec.compression,
             hashes=["sha1"],
             size_limit=spec.shard_size,
-            keep_local=scratch is None,
         ) as writer:
             for sample in samples:
                 writer.write(encode(sample, spec))
@@ -146,6 +173,13 @@ def write_unit(
                 tokens += sample["length"]
                 if count == fail_at:
                     raise RuntimeError(f"{FAIL_ONCE_VARIABLE}: attempt dies in {target}")
+        if scratch:
+            # Not streaming's uploader: its parallel uploads share one boto3 client, whose
+            # retry quota (500 units, 14 a retry) a 10-second outage exhausts (measured).
+            upload_folder(scratch, target, spec.storage)
+    except Exception as exc:
+        cause = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise TaskError(f"cannot write {target}: {cause} ({directory}, sample {count})") from exc
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -191,9 +225,16 @@ def clear_stale(spec: MdsSpec) -> bool:
     records = committed(spec)
     if all(record.get("digest") == spec.digest for record in records.values()):
         return False
-    for directory in sorted({d for d, _ in records}):
-        delete_folder(join(spec.root, directory), spec.storage)
+    folders = recorded_attempts(spec)
+    for directory, bucket in records:
+        folders.setdefault(directory, set()).add(records[(directory, bucket)]["folder"])
+    for directory, names in sorted(folders.items()):
+        for name in sorted(names):
+            delete_folder(join(spec.root, directory, name), spec.storage)
+        delete_file(join(spec.root, directory, "index.json"), spec.storage)
+        delete_if_empty(join(spec.root, directory), spec.storage)
     delete_folder(join(spec.root, COMMITS), spec.storage)
+    delete_folder(join(spec.root, ATTEMPTS), spec.storage)
     return True
 
 
@@ -209,18 +250,19 @@ def committed(spec: MdsSpec) -> dict[tuple[str, int], dict[str, Any]]:
 
 def publish(spec: MdsSpec, records: dict[tuple[str, int], dict[str, Any]]) -> None:
     """One merged index.json per directory over its committed units, in bucket order, and
-    every folder no commit names deleted (failed, killed and speculative attempts)."""
+    every recorded attempt folder that no commit names deleted (failed, killed and
+    speculative attempts)."""
     from streaming.base.util import merge_index
 
     if is_s3(spec.root):
         point_streaming_at(spec.storage)
+    attempts = recorded_attempts(spec)
     for directory in sorted({d for d, _ in records}):
         units = sorted((b, r) for (d, b), r in records.items() if d == directory)
         root = join(spec.root, directory)
         kept = {record["folder"] for _, record in units}
-        for folder in list_folders(root, spec.storage):
-            if folder not in kept:
-                delete_folder(join(root, folder), spec.storage)
+        for folder in sorted(attempts.get(directory, set()) - kept):
+            delete_folder(join(root, folder), spec.storage)
         with tempfile.TemporaryDirectory(prefix="longmix-index-") as scratch, quiet():
             out = (scratch, root) if is_s3(root) else root
             indexes = [record["index"] for _, record in units]

@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from stages.logic.batches import batched
 from stages.logic.documents import READ_SCHEMA, read_rows, row_bytes
+from stages.logic.errors import TaskError
 from stages.logic.readers import BadRecordError, Skip, read_file, record_unit
 from stages.logic.sources import SourceSpec
 from stages.logic.storage import StorageOptions, open_input
@@ -58,10 +59,18 @@ def read_items(
     opener = partial(open_input, options=storage)
     for task in json.loads(files_json):
         spec = specs[task["source"]]
-        for item in read_file(spec, task["uri"], task["relative"], opener):
-            if strict and isinstance(item, Skip) and item.bad:
-                raise BadRecordError(item.describe(record_unit(spec)))
-            yield item
+        record = 0
+        try:
+            for item in read_file(spec, task["uri"], task["relative"], opener):
+                if strict and isinstance(item, Skip) and item.bad:
+                    raise BadRecordError(item.describe(record_unit(spec)))
+                record = item.record if isinstance(item, Skip) else item.metadata["record"]
+                yield item
+        except TaskError:
+            raise
+        except Exception as exc:  # an unforeseen failure still names its file and record
+            where = f"{task['uri']}, {record_unit(spec)} after {record}"
+            raise TaskError(f"cannot read: {type(exc).__name__}: {exc} ({where})") from exc
 
 
 def read_partition(

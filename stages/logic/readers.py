@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import zstandard
 from datatrove.data import Document
 
+from stages.logic.errors import TaskError
 from stages.logic.sources import SourceSpec
 
 Opener = Callable[[str], IO[bytes]]
@@ -35,6 +36,7 @@ class Skip:
     reason: str
     detail: str = ""
     bad: bool = True
+    records: int = 1  # a whole file left out counts its rows where they are known
 
     def describe(self, unit: str) -> str:
         where = f"{self.file}, {unit} {self.record}" if self.record is not None else self.file
@@ -42,14 +44,8 @@ class Skip:
         return f"bad record in {where}: {self.reason}{detail}"
 
 
-class BadRecordError(Exception):
+class BadRecordError(TaskError):
     """Raised in strict mode; its message is the one line the user sees."""
-
-    MARKER = "longmix-bad-record: "
-
-    def __init__(self, message: str):
-        super().__init__(self.MARKER + message)
-        self.message = message
 
 
 def record_unit(spec: SourceSpec) -> str:
@@ -85,8 +81,10 @@ class RecordReader:
         self.uri = uri
         self.relative = relative
 
-    def skip(self, record: int | None, reason: str, detail: str = "", bad: bool = True) -> Skip:
-        return Skip(self.spec.name, self.uri, record, reason, detail[:200], bad)
+    def skip(
+        self, record: int | None, reason: str, detail: str = "", bad: bool = True, records: int = 1
+    ) -> Skip:
+        return Skip(self.spec.name, self.uri, record, reason, detail[:200], bad, records)
 
     def convert(self, record: dict[str, Any], index: int, text_bytes: bytes | None = None):
         """A `Document` for one record, or the `Skip` that says why there is none."""
@@ -178,7 +176,9 @@ def read_parquet(reader: RecordReader, raw: pa.NativeFile) -> Iterator[Document 
     names = set(parquet.schema_arrow.names)
     missing = [c for c in spec.required_columns() if c not in names]
     if missing:
-        yield reader.skip(None, "wrong_schema", f"missing column(s) {', '.join(missing)}")
+        rows = max(1, parquet.metadata.num_rows)
+        detail = f"missing column(s) {', '.join(missing)}"
+        yield reader.skip(None, "wrong_schema", detail, records=rows)
         return
     if parquet.metadata.num_rows == 0:
         yield reader.skip(None, "empty_file")

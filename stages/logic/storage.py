@@ -7,13 +7,18 @@ secret. The endpoint override serves S3-compatible stores (MinIO, moto, Ceph).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
+import uuid
 from dataclasses import dataclass
 from typing import IO
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
+
+from stages.logic.redaction import scrub
 
 GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -38,9 +43,27 @@ def is_s3(uri: str) -> bool:
     return uri.startswith("s3://")
 
 
+# Connection resets, 503 SlowDown and short outages of the endpoint are retried with
+# exponential backoff by every S3 client longmix makes, streaming's (which reads these
+# variables) included. boto3's backoff starts at 50 ms and doubles up to 20 s: 10 attempts
+# (about 13 s of waiting on average) lost a 10-second outage; 15 wait about a minute.
+# pyarrow's (the AWS C++ SDK's) starts at 25 ms and doubles: 12 attempts wait ~50 s.
+S3_ATTEMPTS = 15
+ARROW_S3_ATTEMPTS = 12
+S3_RETRY_ENVIRONMENT = {"AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": str(S3_ATTEMPTS)}
+
+
+def retry_s3() -> None:
+    for name, value in S3_RETRY_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+
+
 def s3_filesystem(options: StorageOptions) -> pafs.S3FileSystem:
     endpoint = endpoint_url(options)
-    kwargs: dict[str, object] = {"region": region_of(options)}
+    kwargs: dict[str, object] = {
+        "region": region_of(options),
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=ARROW_S3_ATTEMPTS),
+    }
     if endpoint:
         parsed = urlparse(endpoint)
         kwargs["endpoint_override"] = parsed.netloc or parsed.path
@@ -101,7 +124,9 @@ def split_pattern(path: str) -> tuple[str, str | None]:
 
 
 def expand(pattern: str, options: StorageOptions) -> list[FileEntry]:
-    """Every file a path, directory or glob names, sorted by URI."""
+    """Every file a path, directory or glob names, sorted by URI. A matched directory (a
+    parquet dataset Spark wrote, say) stands for the files inside it, less the `_SUCCESS`,
+    `.crc` and other hidden files such writers leave beside the data."""
     fs, path = resolve(pattern, options)
     prefix = "s3://" if is_s3(pattern) else ""
     base, glob = split_pattern(path)
@@ -112,17 +137,29 @@ def expand(pattern: str, options: StorageOptions) -> list[FileEntry]:
             return [FileEntry(prefix + base, name, info.size or 0)]
         if info.type == pafs.FileType.NotFound:
             return []
-        glob = "**"
-    matcher = glob_regex(glob)
+    matcher = glob_regex(glob or "")
     selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
+    infos = fs.get_file_info(selector)
+    relative = {info.path: info.path[len(base) :].lstrip("/") for info in infos}
+    folders = [""] if glob is None else []
+    folders += [
+        relative[info.path] + "/"
+        for info in infos
+        if info.type == pafs.FileType.Directory and matcher.match(relative[info.path])
+    ]
     entries = []
-    for info in fs.get_file_info(selector):
+    for info in infos:
+        name = relative[info.path]
         if info.type != pafs.FileType.File:
             continue
-        relative = info.path[len(base) :].lstrip("/")
-        if matcher.match(relative):
-            entries.append(FileEntry(prefix + info.path, relative, info.size or 0))
+        in_folder = any(name.startswith(f) for f in folders) and not hidden(info.base_name)
+        if (glob is not None and matcher.match(name)) or in_folder:
+            entries.append(FileEntry(prefix + info.path, name, info.size or 0))
     return sorted(entries, key=lambda e: e.uri)
+
+
+def hidden(name: str) -> bool:
+    return name.startswith(("_", "."))
 
 
 def join(base: str, *parts: str) -> str:
@@ -130,11 +167,30 @@ def join(base: str, *parts: str) -> str:
 
 
 def write_text(uri: str, text: str, options: StorageOptions) -> None:
-    fs, path = resolve(uri, options)
-    if not is_s3(uri):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-    with fs.open_output_stream(path) as out:
-        out.write(text.encode("utf-8"))
+    """Every text file longmix writes goes through here, secrets scrubbed. Whole or not at
+    all: a full disk or a kill mid-write never leaves half a report for a rerun to read."""
+    data = scrub(text).encode("utf-8")
+    if is_s3(uri):
+        fs, path = resolve(uri, options)
+        with fs.open_output_stream(path) as out:
+            out.write(data)
+        return
+    temporary = staged(uri, data)
+    os.replace(temporary, uri)
+
+
+def staged(uri: str, data: bytes) -> str:
+    """`data` in a new file beside `uri` (removed again if it cannot be written whole)."""
+    os.makedirs(os.path.dirname(os.path.abspath(uri)), exist_ok=True)
+    temporary = f"{uri}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(temporary, "wb") as out:
+            out.write(data)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return temporary
 
 
 def read_text(uri: str, options: StorageOptions) -> str:
@@ -151,7 +207,9 @@ def endpoint_url(options: StorageOptions) -> str | None:
 
 
 def point_streaming_at(options: StorageOptions) -> None:
-    """streaming's S3 uploader and downloader take their endpoint from the environment."""
+    """streaming's S3 uploader and downloader take their endpoint (and retries) from the
+    environment."""
+    retry_s3()
     if endpoint_url(options):
         os.environ["S3_ENDPOINT_URL"] = endpoint_url(options)
 
@@ -168,7 +226,21 @@ def region_of(options: StorageOptions) -> str:
 def s3_client(options: StorageOptions):
     import boto3
 
+    retry_s3()
     return boto3.client("s3", endpoint_url=endpoint_url(options), region_name=region_of(options))
+
+
+def upload_folder(local: str, uri: str, options: StorageOptions) -> None:
+    """The files of the flat folder `local` to `uri`, one at a time and `index.json` last
+    (a reader that finds the index finds its shards), each retried as `s3_client` retries."""
+    from boto3.s3.transfer import TransferConfig
+
+    client = s3_client(options)
+    # Two parts of a multipart upload at a time: their retries share the client's quota.
+    transfer = TransferConfig(max_concurrency=2)
+    bucket, key = bucket_and_key(uri)
+    for name in sorted(os.listdir(local), key=lambda n: (n == "index.json", n)):
+        client.upload_file(os.path.join(local, name), bucket, f"{key}/{name}", Config=transfer)
 
 
 def bucket_and_key(uri: str) -> tuple[str, str]:
@@ -178,7 +250,7 @@ def bucket_and_key(uri: str) -> tuple[str, str]:
 
 def claim(uri: str, text: str, options: StorageOptions) -> bool:
     """Create `uri` holding `text` only if it does not exist yet; True for the one caller
-    that created it. Atomic: O_EXCL locally, a conditional PUT (If-None-Match) on S3."""
+    that created it. Atomic: a hard link locally, a conditional PUT (If-None-Match) on S3."""
     if is_s3(uri):
         bucket, key = bucket_and_key(uri)
         client = s3_client(options)
@@ -189,7 +261,21 @@ def claim(uri: str, text: str, options: StorageOptions) -> bool:
                 return False
             raise
         return True
-    os.makedirs(os.path.dirname(uri), exist_ok=True)
+    temporary = staged(uri, text.encode())
+    try:
+        os.link(temporary, uri)  # atomic, and the record is complete when it appears
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        return create_exclusive(uri, text)  # a file system without hard links
+    finally:
+        os.unlink(temporary)
+    return True
+
+
+def create_exclusive(uri: str, text: str) -> bool:
     try:
         handle = os.open(uri, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
@@ -214,13 +300,17 @@ def list_files(uri: str, options: StorageOptions) -> list[str]:
     return sorted(prefix + i.path for i in infos if i.type == pafs.FileType.File)
 
 
-def list_folders(uri: str, options: StorageOptions) -> list[str]:
-    """The names of the folders directly under `uri`."""
+def delete_file(uri: str, options: StorageOptions) -> None:
     fs, path = resolve(uri, options)
-    if fs.get_file_info(path).type == pafs.FileType.NotFound:
-        return []
-    infos = fs.get_file_info(pafs.FileSelector(path))
-    return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+    if fs.get_file_info(path).type == pafs.FileType.File:
+        fs.delete_file(path)
+
+
+def delete_if_empty(uri: str, options: StorageOptions) -> None:
+    """Remove a folder longmix emptied (S3 has no folders to remove)."""
+    if not is_s3(uri):
+        with contextlib.suppress(OSError):
+            os.rmdir(uri)
 
 
 def delete_folder(uri: str, options: StorageOptions) -> None:

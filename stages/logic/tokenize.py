@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from stages.logic.errors import TaskError
 from stages.logic.tokenizers import Tokenizer, TokenizerError
 
 # Documents (and text bytes) in flight per tokenizer thread: enough look-ahead that a thread
@@ -86,9 +87,25 @@ def encode_documents(
 def encode_document(
     document: dict[str, Any], tokenizer: Tokenizer
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    if document["kind"] == "chat":
-        return render_chat(json.loads(document["text"]), tokenizer)
-    return tokenizer.encode_one(as_text(document["text"])), None
+    """A document's ids; a failure names the document (its id holds file and record)."""
+    try:
+        if document["kind"] == "chat":
+            return render_chat(json.loads(document["text"]), tokenizer)
+        return tokenizer.encode_one(as_text(document["text"])), None
+    except Exception as exc:
+        raise TaskError(f"cannot tokenize: {exc} (document {document['id']})") from exc
+
+
+def chat_problem(tokenizer: Tokenizer) -> str | None:
+    """Why this tokenizer cannot render chats, if it cannot (known before any data is read)."""
+    if tokenizer.chat_template():
+        return None
+    if any(tokenizer.special_id(t) is None for t in LLAMA3_CHAT_TOKENS):
+        return (
+            f"tokenizer {tokenizer.name!r} has no chat template and lacks Llama-3's chat "
+            f"tokens ({', '.join(LLAMA3_CHAT_TOKENS)}), so it cannot render chat sources"
+        )
+    return None
 
 
 def as_text(text: bytes | str) -> str:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 from dataclasses import dataclass
 from functools import cache
+from urllib.parse import urlparse
 
 import numpy as np
 
@@ -280,15 +282,8 @@ class TransformersTokenizer(Tokenizer):
     backend = "transformers"
 
     def __init__(self, spec: TokenizerSpec):
-        from transformers import AutoTokenizer
-
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(spec.name)
-        except (OSError, ValueError) as exc:
-            raise TokenizerError(
-                f"cannot load transformers tokenizer {spec.name!r}: {exc}"
-            ) from None
+        self.tokenizer = pretrained_tokenizer(spec.name)
         self.name = spec.name
         self.vocab_size = len(self.tokenizer)
         self.bos_id, self.eos_id = resolve_specials(spec, self.special_id)
@@ -321,6 +316,40 @@ class TransformersTokenizer(Tokenizer):
     def vocab_digest(self):
         vocab = sorted(self.tokenizer.get_vocab().items(), key=lambda kv: kv[1])
         return hashlib.sha256(repr(vocab).encode()).hexdigest()
+
+
+def pretrained_tokenizer(name: str):
+    """A local folder or a cached model at once; the hub only when it can be reached, since
+    an unreachable hub costs about a minute of retries before transformers gives up."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        local = exc
+    hub = unreachable_hub()
+    if hub:
+        raise TokenizerError(
+            f"cannot load transformers tokenizer {name!r}: not a local folder or cached model, "
+            f"and {hub} ({str(local).splitlines()[0]})"
+        )
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise TokenizerError(f"cannot load transformers tokenizer {name!r}: {exc}") from None
+
+
+def unreachable_hub() -> str | None:
+    """Why the Hugging Face hub cannot be reached from here, or None if it can."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=3).close()
+    except OSError as exc:
+        return f"the hub {endpoint.hostname} is unreachable ({exc})"
+    return None
 
 
 def digest(token_bytes: list[bytes], specials: dict[str, int]) -> str:
