@@ -2,10 +2,11 @@
 
 Two runs into one output interleave their shards and commits; the second must be refused at
 once, naming the holder. The lock is created atomically (a hard link locally, a conditional
-PUT on S3) and kept fresh by a heartbeat thread; a lock whose heartbeat stopped (its run was killed)
-is stale after `STALE_SECONDS` and is taken over: locally under a short-lived takeover mutex
-that re-checks staleness, on S3 by a PUT conditional on the stale lock's ETag, so two runs
-that find the same stale lock cannot both take it.
+PUT on S3) and kept fresh by a heartbeat thread. A lock whose heartbeat stopped (its run was
+killed) is stale after `STALE_SECONDS`, at once if its process is gone from this host, and is
+taken over: locally under a short-lived takeover mutex that re-checks staleness, on S3 by a
+PUT conditional on the stale lock's ETag, so two runs that find one stale lock cannot both
+take it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,20 @@ def owner() -> dict[str, Any]:
     }
 
 
+def gone(holder: dict[str, Any]) -> bool:
+    """A holder on this host whose process no longer exists (killed, so no heartbeat will
+    come): its lock is stale at once, with no wait for the heartbeat to age."""
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 def describe(holder: dict[str, Any]) -> str:
     return f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}"
 
@@ -52,7 +67,8 @@ class LocalLock:
         if self.create():
             return
         holder, age = self.read()
-        if age is not None and age > self.stale_seconds and self.take_over():
+        stale = age is not None and (age > self.stale_seconds or gone(holder))
+        if stale and self.take_over():
             return
         raise LongmixError(
             f"{os.path.dirname(self.path)} is in use by another longmix run "
@@ -86,8 +102,8 @@ class LocalLock:
         if not self.create(mutex):
             return False
         try:
-            _, age = self.read()
-            if age is not None and age <= self.stale_seconds:
+            holder, age = self.read()
+            if age is not None and age <= self.stale_seconds and not gone(holder):
                 return False  # another run took it over and is alive
             fresh = f"{self.path}.{self.me['token']}"
             with open(fresh, "w") as out:
@@ -142,7 +158,8 @@ class S3Lock:
             raise LongmixError(f"{self.uri}: another run took the lock just now") from None
         holder = json.loads(found["Body"].read() or b"{}")
         age = time.time() - found["LastModified"].timestamp()
-        if age > self.stale_seconds and self.put(IfMatch=found["ETag"]):
+        stale = age > self.stale_seconds or gone(holder)
+        if stale and self.put(IfMatch=found["ETag"]):
             return
         raise LongmixError(
             f"{self.uri.rsplit('/', 1)[0]} is in use by another longmix run ({describe(holder)}); "

@@ -99,6 +99,14 @@ def test_a_full_disk_stops_with_one_line_and_the_rerun_resumes(
     assert_resumes_to_reference(config, tmp_path, reference)
 
 
+def s3_output(s3_client, bucket: str, corpus: Path, folder: Path) -> dict:
+    """The reference job with its output at s3://BUCKET/run."""
+    s3_client.create_bucket(Bucket=bucket)
+    config = cli_config(corpus, folder / "out")
+    config["run"].update(output=f"s3://{bucket}/run", scratch=str(folder / "scratch"))
+    return config
+
+
 def shard_upload(method: str, path: str) -> bool:
     return method == "PUT" and path.split("?")[0].endswith(".mds")
 
@@ -107,9 +115,7 @@ def shard_upload(method: str, path: str) -> bool:
 def test_s3_faults_in_the_mds_upload_are_retried(
     tmp_path, mixed_corpus, reference, s3_endpoint, s3_client
 ):
-    s3_client.create_bucket(Bucket="faults")
-    config = cli_config(mixed_corpus, tmp_path / "out")
-    config["run"].update(output="s3://faults/run", scratch=str(tmp_path / "scratch"))
+    config = s3_output(s3_client, "faults", mixed_corpus, tmp_path)
     plan = FaultPlan(shard_upload, resets={2, 9}, slowdowns={4, 5, 12}, outage_at=15)
     with FaultProxy(s3_endpoint, plan) as proxy:
         result = prepare_cli(config, tmp_path, "faulty", {"AWS_ENDPOINT_URL": proxy.url})
@@ -123,9 +129,7 @@ def test_s3_faults_in_the_mds_upload_are_retried(
 def test_an_s3_upload_that_keeps_failing_stops_and_the_rerun_resumes(
     tmp_path, mixed_corpus, reference, s3_endpoint, s3_client
 ):
-    s3_client.create_bucket(Bucket="failing")
-    config = cli_config(mixed_corpus, tmp_path / "out")
-    config["run"].update(output="s3://failing/run", scratch=str(tmp_path / "scratch"))
+    config = s3_output(s3_client, "failing", mixed_corpus, tmp_path)
     plan = FaultPlan(shard_upload, resets=set(range(6, 40)))
     with FaultProxy(s3_endpoint, plan) as proxy:
         env = {"AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "2"}

@@ -2,7 +2,9 @@
 outputs that overlap, holds one run per output, and never replaces a README it did not write.
 Each test is one of issue 12's reproductions, run as a user would (the CLI, its own process)."""
 
+import json
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -153,6 +155,15 @@ def test_a_stale_local_lock_is_taken_over_and_a_live_one_refused(tmp_path):
         with pytest.raises(LongmixError, match=f"pid {os.getpid()}"):
             LocalLock(str(tmp_path), 60).acquire()
     assert not lock.exists()
+
+
+def test_the_lock_of_a_killed_run_on_this_host_is_taken_over_at_once(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    holder = {"pid": dead.pid, "host": socket.gethostname(), "token": "old"}
+    (tmp_path / LOCK).write_text(json.dumps(holder))  # fresh: its heartbeat is recent
+    with run_lock(str(tmp_path), StorageOptions()):
+        assert LocalLock(str(tmp_path), 60).read()[0]["pid"] == os.getpid()
 
 
 def test_the_s3_lock_is_a_conditional_lease(s3_client, s3_endpoint):
