@@ -414,8 +414,9 @@ def unexpected(exc: Exception) -> int:
 
 
 def stopped(message: str, code: int) -> int:
-    """After a signal, Spark's JVM (which got it too) is gone: the exit hooks that would stop
-    it only print py4j tracebacks, so the process ends here, after the one line."""
+    """After a signal the process ends here, after the one line: Spark's exit hooks would
+    call a JVM that is dying (SIGTERM) or losing its tasks (Ctrl-C) and print py4j
+    tracebacks and task errors; its log is switched off first."""
     fail(message, code)
     if spark_started():
         silence_spark()
