@@ -10,7 +10,6 @@ import os
 import signal
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -362,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     # the user gets one line instead.
     logging.getLogger("py4j").setLevel(logging.CRITICAL)
     logging.getLogger().addFilter(not_from_py4j)
-    signal.signal(signal.SIGTERM, terminated)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     try:
         return run(parser().parse_args(argv))
     finally:
@@ -380,20 +380,22 @@ def run(args: argparse.Namespace) -> int:
     except LongmixError as exc:
         return fail(str(exc), 2)
     except KeyboardInterrupt:
-        return stopped(INTERRUPTED, 130)
+        return stopped(*STOPS[signal.SIGINT])
     except Terminated:
-        return stopped(TERMINATED, 143)
+        return stopped(*STOPS[signal.SIGTERM])
     except Exception as exc:
-        if TERMINATING.is_set():  # a JVM killed by the same signal failed the call first
-            return stopped(TERMINATED, 143)
+        if SIGNALLED:  # a JVM stopped by the same signal failed the call first
+            return stopped(*STOPS[SIGNALLED[0]])
         if args.debug:
             raise
         return unexpected(exc)
 
 
-INTERRUPTED = "interrupted; rerun the same command to resume"
-TERMINATED = "terminated; rerun the same command to resume"
-TERMINATING = threading.Event()
+STOPS = {
+    signal.SIGINT: ("interrupted; rerun the same command to resume", 130),
+    signal.SIGTERM: ("terminated; rerun the same command to resume", 143),
+}
+SIGNALLED: list[int] = []
 
 
 class Terminated(BaseException):
@@ -401,8 +403,12 @@ class Terminated(BaseException):
     BaseException, as KeyboardInterrupt is, so that no `except Exception` swallows it)."""
 
 
-def terminated(signum, frame) -> None:
-    TERMINATING.set()
+def on_signal(signum: int, frame) -> None:
+    """Remembered, because the JVM gets the same signal (a terminal's process group) and
+    may fail the call the main thread waits in before this handler raises."""
+    SIGNALLED.append(signum)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     raise Terminated
 
 

@@ -76,12 +76,14 @@ def build_session(config: SparkConfig, master: str | None = None):
         builder = builder.master(master or config.master)
     for key, value in {**DEFAULTS, **{k: str(v) for k, v in config.conf.items()}}.items():
         builder = builder.config(key, str(value).lower() if isinstance(value, bool) else value)
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    ctrl_c = signal.getsignal(signal.SIGINT) if on_main_thread else None
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel(config.log_level)
-    if threading.current_thread() is threading.main_thread():
+    if on_main_thread:
         # PySpark's own Ctrl-C handler calls into the JVM from inside the interrupted JVM
-        # call, and py4j logs tracebacks of both; a plain KeyboardInterrupt unwinds cleanly.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # call, and py4j logs tracebacks of both; the caller's handler unwinds cleanly.
+        signal.signal(signal.SIGINT, ctrl_c)
     if session.sparkContext.master.startswith("local"):
         quiet_task_failures(session)
     return session
