@@ -15,7 +15,7 @@ check-java:
 	@$(PYTHON) -m pipeline.java
 
 $(STAMP): pyproject.toml scripts/install.sh
-	PYTHON=$(PYTHON) scripts/install.sh $(VENV) test --editable
+	PYTHON=$(PYTHON) scripts/install.sh $(VENV) train,test --editable
 	touch $(STAMP)
 
 demo: check-java $(STAMP)
@@ -31,7 +31,8 @@ dist: $(STAMP)
 	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir $(DIST) .
 
 # For clusters whose executors lack the dependencies: a fresh, non-editable environment
-# packed with venv-pack, for --archives dist/longmix-env.tar.gz#env.
+# packed with venv-pack, for --archives dist/longmix-env.tar.gz#env. What `prepare` needs
+# only: no torch (validate, smoke and the trainer need the `train` extra).
 dist-env: dist
 	rm -rf build/env
 	PYTHON=$(PYTHON) scripts/install.sh build/env

@@ -4,7 +4,6 @@ check it."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -16,7 +15,7 @@ from pipeline import __version__
 from pipeline.mixfile import MIX_FILE
 from pipeline.ownership import CARD_MARK, write_owned_text
 from pipeline.plots import histogram_png, loss_png
-from pipeline.report import REPORT_FILE
+from pipeline.report import INPUTS_FILE, REPORT_FILE
 from pipeline.stats import STATS_FILE
 from pipeline.stats_command import tables
 from pipeline.trainer.report import SMOKE_FILE, card_lines
@@ -65,27 +64,10 @@ def git_commit() -> str:
         return "unknown (not a git checkout)"
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def input_checksums(config: dict[str, Any], workdir: Path) -> list[tuple[str, int, str]]:
-    """(file, bytes, sha256) of every local input file; S3 inputs are listed by the report."""
-    from pipeline.config import parse_config
-    from pipeline.main import discover, storage_options
-
-    parsed = parse_config(config)
-    files = discover(parsed, storage_options(parsed))
-    out = []
-    for task in files:
-        local = Path(task.uri)
-        checksum = sha256_of(local) if local.exists() else "s3 object (see its ETag)"
-        out.append((task.uri, task.size, checksum))
-    return out
+def input_listing(output: Path) -> list[tuple[str, int, str]]:
+    """(file, bytes, modified) of every input, as the run listed them when it started."""
+    lines = (output / INPUTS_FILE).read_text().splitlines()[1:]
+    return [(uri, int(size), modified) for uri, size, modified in (x.split("\t") for x in lines)]
 
 
 def write_card(output: Path, cards: Path, validation: dict[str, Any] | None = None) -> Path:
@@ -107,8 +89,8 @@ def write_card(output: Path, cards: Path, validation: dict[str, Any] | None = No
     if smoke:
         loss_png(smoke["history"], folder / SMOKE_IMAGE)
         loss_png(smoke["history"], output / "card" / SMOKE_IMAGE)
-    checksums = input_checksums(config, output)
-    facts = (report, stats, mix, config, validation, smoke, checksums, output)
+    inputs = input_listing(output)
+    facts = (report, stats, mix, config, validation, smoke, inputs, output)
     write_owned_text(folder / "README.md", render(*facts, image_prefix=""))
     write_owned_text(output / "README.md", render(*facts, image_prefix="card/"))
     return folder / "README.md"
@@ -163,7 +145,7 @@ def render(
     config: dict,
     validation: dict | None,
     smoke: dict | None,
-    checksums: list,
+    inputs: list,
     output: Path,
     image_prefix: str,
 ) -> str:
@@ -293,11 +275,12 @@ def render(
         f"- config sha256 `{report['config_sha256']}`",
         "- rerunning the same config on the same inputs gives byte-identical shards",
         "",
-        "Input files:",
+        "Input files, by size and modification time (UTC) as listed when the run started "
+        "(not read a second time to hash them):",
         "",
-        "| file | bytes | sha256 |",
+        "| file | bytes | modified |",
         "|---|---|---|",
-        *[f"| {uri} | {size:,} | `{digest}` |" for uri, size, digest in checksums],
+        *[f"| {uri} | {size:,} | {modified} |" for uri, size, modified in inputs],
         "",
         "Shards (sha1 from each directory's index.json):",
         "",

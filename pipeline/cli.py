@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib.util
 import json
 import logging
 import os
@@ -227,6 +228,7 @@ def truncation(numbers: dict) -> str:
 def run_validate(args: argparse.Namespace) -> int:
     from pipeline.validate import validate
 
+    require_train_extra("validate")
     with console.status(f"validating {args.path}"):
         result = validate(args.path, StorageOptions(args.s3_endpoint_url))
     if args.json:
@@ -273,6 +275,7 @@ def run_smoke(args: argparse.Namespace) -> int:
     from pipeline.trainer.train import smoke
     from stages.logic.storage import is_s3, join
 
+    require_train_extra("smoke")
     storage = StorageOptions(args.s3_endpoint_url)
     settings = smoke_settings(args, storage)
     if not args.no_validate:
@@ -328,6 +331,7 @@ def run_card(args: argparse.Namespace) -> int:
     require_output(args.path, StorageOptions())
     validation = None
     if not args.no_validate:
+        require_train_extra("card")
         with console.status(f"validating {args.path}"):
             validation = json.loads(validate(args.path, StorageOptions()).to_json())
         write_text(
@@ -342,6 +346,16 @@ def run_card(args: argparse.Namespace) -> int:
         console.print(f"[bold red]{args.path} is not valid[/]: {count} problems, in the card")
         return 1
     return 0
+
+
+def require_train_extra(command: str) -> None:
+    """`prepare` runs without torch (a lean cluster environment); these commands need it."""
+    missing = [name for name in ("streaming", "torch") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise LongmixError(
+            f"longmix {command} reads shards with mosaicml-streaming and trains with torch; "
+            f"this environment lacks {', '.join(missing)}: pip install 'longmix[train]'"
+        )
 
 
 COMMANDS = {

@@ -24,7 +24,7 @@ from pipeline.ownership import (
     refuse_foreign_card,
     refuse_overlap,
 )
-from pipeline.report import REPORT_FILE, RunReport
+from pipeline.report import INPUTS_FILE, REPORT_FILE, RunReport
 from pipeline.spark import build_session
 from pipeline.stats import STATS_FILE, stats_section
 from pipeline.summary import documents_section, packing_section, sources_section
@@ -86,7 +86,7 @@ def discover(config: Config, storage: StorageOptions) -> list[ReadTask]:
             entries.update({entry.uri: entry for entry in found})
         common = common_folder(list(entries))
         tasks += [
-            ReadTask(name, uri, uri[len(common) :].lstrip("/"), entry.size)
+            ReadTask(name, uri, uri[len(common) :].lstrip("/"), entry.size, entry.modified)
             for uri, entry in sorted(entries.items())
         ]
     return tasks
@@ -129,7 +129,7 @@ def prepare(config: Config, master: str | None = None) -> RunReport:
             if problem is None:
                 raise
             raise problem from None
-        write_results(config, report, storage)
+        write_results(config, report, tasks, storage)
     return report
 
 
@@ -198,8 +198,12 @@ def run_stages(spark, config: Config, tasks: list[ReadTask], report: RunReport) 
     return outputs
 
 
-def write_results(config: Config, report: RunReport, storage: StorageOptions) -> None:
+def write_results(
+    config: Config, report: RunReport, tasks: list[ReadTask], storage: StorageOptions
+) -> None:
     output = config.output
+    listing = "".join(f"{t.uri}\t{t.size}\t{t.modified}\n" for t in tasks)
+    write_text(join(output, INPUTS_FILE), "uri\tbytes\tmodified\n" + listing, storage)
     write_text(
         join(output, "config.resolved.yaml"),
         yaml.safe_dump(config.redacted(), sort_keys=False),

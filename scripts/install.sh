@@ -2,7 +2,8 @@
 # The one way longmix is installed: `make demo` and `make test` (so CI) and the Docker image
 # all run this script.
 #   scripts/install.sh VENV [EXTRAS] [--editable]
-# VENV: the virtual environment to create (or reuse); EXTRAS: e.g. `test`; --editable for a
+# VENV: the virtual environment to create (or reuse); EXTRAS: e.g. `train,test` (`train`:
+# validate, smoke and the trainer; without it, what `prepare` needs); --editable for a
 # checkout you work in. Python is $PYTHON (default python3), 3.11 or newer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,5 +22,9 @@ if [[ "$mode" == "--editable" ]]; then
 else
   "$venv/bin/python" -m pip install --quiet "$target"
 fi
-"$venv/bin/python" -c "import pipeline, stages, pyspark, streaming, transformers" \
+modules="pipeline, stages, pyspark, transformers"
+if [[ ",$extras," == *",train,"* ]]; then
+  modules="$modules, streaming, torch"
+fi
+"$venv/bin/python" -c "import $modules" \
   || { echo "install.sh: longmix does not import from $venv" >&2; exit 1; }

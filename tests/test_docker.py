@@ -41,7 +41,7 @@ def test_the_dockerfile_builds_from_the_repository_with_the_install_script():
 
 def test_make_installs_with_the_same_script():
     makefile = (ROOT / "Makefile").read_text()
-    assert "scripts/install.sh $(VENV) test --editable" in makefile
+    assert "scripts/install.sh $(VENV) train,test --editable" in makefile
 
 
 def test_the_entrypoint_runs_commands_and_the_kubernetes_driver():

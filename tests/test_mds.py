@@ -160,19 +160,40 @@ def test_prolong_collator_reading_of_indices(reference):
         assert segments >= mix["domains"][name]["sequences"]
 
 
+def without_torch(folder: Path) -> tuple[dict, Path]:
+    """An environment in which torch, torchvision and streaming do not import (as where
+    they are not installed: `importlib.util.find_spec` finds nothing), in the driver and
+    in every Python worker Spark starts; each process that loaded it logs its pid."""
+    blocker = folder / "no_torch"
+    blocker.mkdir()
+    log = blocker / "loaded"
+    (blocker / "sitecustomize.py").write_text(
+        "import os, sys\n"
+        "for name in ('torch', 'torchvision', 'streaming'):\n"
+        "    sys.modules[name] = None\n"
+        f"with open({str(log)!r}, 'a') as log:\n"
+        "    log.write(f'{os.getpid()}\\n')\n"
+    )
+    path = os.pathsep.join(p for p in (str(blocker), os.environ.get("PYTHONPATH")) if p)
+    return {"PYTHONPATH": path}, log
+
+
 @pytest.mark.slow
-def test_a_dying_task_and_speculation_leave_every_sample_exactly_once(
+def test_a_dying_task_and_speculation_leave_every_sample_exactly_once_without_torch(
     tmp_path, mixed_corpus, reference
 ):
+    """Also the prepare path's dependencies: it runs with torch unimportable everywhere."""
     config = cli_config(
         mixed_corpus,
         tmp_path / "out",
         spark={"master": "local[2,4]", "conf": {"spark.speculation": True}},
     )
-    env = {FAIL_ONCE_VARIABLE: f"{tmp_path / 'failed'}:3"}
+    env, loaded = without_torch(tmp_path)
+    env[FAIL_ONCE_VARIABLE] = f"{tmp_path / 'failed'}:3"
     result = prepare_cli(config, tmp_path, "faulty", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "failed").exists()  # the hook did kill an attempt mid-unit
+    assert len(set(loaded.read_text().split())) >= 3  # the driver and Spark's Python workers
     assert fingerprint(tmp_path / "out") == fingerprint(reference)
     assert stray_folders(tmp_path / "out") == []
     assert validate(str(tmp_path / "out"), StorageOptions()).ok

@@ -4,6 +4,7 @@ independently: documents of known token lengths, samples read back with streamin
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -137,7 +138,7 @@ def test_stats_of_raw_sources_run_through_spark(web, tmp_path):
     assert stats["histograms"]["document"][NAME] == expected_histogram(lengths)
 
 
-def test_the_data_card_is_filled_from_the_run(run):
+def test_the_data_card_is_filled_from_the_run(web, run):
     out, _, report = run
     card = (out / "cards/test/README.md").read_text()
     _, front, body = card.split("---\n", 2)
@@ -155,7 +156,11 @@ def test_the_data_card_is_filled_from_the_run(run):
     assert "(card/packed.png)" in (out / "output/README.md").read_text()
     shard = json.loads((out / "output/fineweb-2023-50/index.json").read_text())["shards"][0]
     assert shard["raw_data"]["hashes"]["sha1"] in body
-    assert "000_00000.parquet" in body  # input files with their sha256
+    inputs = sorted((web[0] / "data").glob("*/*.parquet"))
+    assert inputs
+    for path in inputs:  # each input by size and mtime, as listed at the start of the run
+        modified = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")
+        assert f"| {path} | {path.stat().st_size:,} | {modified} |" in body
 
 
 def test_member_tokens_are_attributed_by_byte_offsets():

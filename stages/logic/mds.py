@@ -1,13 +1,15 @@
 """Writing the mix as mosaicml-streaming (MDS) shards, exactly once.
 
 Work is cut into units: one (output directory, bucket) each, whose samples depend only on
-config, seed and data. A task attempt writes a unit with streaming's `MDSWriter` into its own
-folder `<directory>/b<bucket>-a<attempt>` (shards uploaded from the task when the output is on
-S3), then claims the unit by creating `_commits/<directory>/b<bucket>.json` if it does not
-exist yet (an atomic create locally, a conditional PUT on S3). The first claim wins; a losing
-attempt (a retry after a commit, a speculative copy) deletes its own folder. The driver then merges
-the committed folders' indexes and deletes every uncommitted folder. `dataframe_to_mds` has no
-such commit: a retried or speculative task would leave a second copy of its shards.
+config, seed and data. A task attempt writes a unit (`mds_format.ShardWriter`: MDSWriter's
+bytes) into its own folder `<directory>/b<bucket>-a<attempt>` (shards uploaded from the task
+when the output is on S3), then claims the unit by creating
+`_commits/<directory>/b<bucket>.json` if it does not exist yet (an atomic create locally, a
+conditional PUT on S3). The first claim wins; a losing attempt (a retry after a commit, a
+speculative copy) deletes its own folder. The driver then merges the committed units' shard
+lists (carried by their commit records) into one index per directory and deletes every
+uncommitted folder. `dataframe_to_mds` has no such commit: a retried or speculative task
+would leave a second copy of its shards.
 
 Every attempt folder is first recorded in `_attempts/<directory>/<folder>`: cleanup deletes
 only folders these records name, never what a listing of the output happens to show.
@@ -16,12 +18,10 @@ only folders these records name, never what a listing of the output happens to s
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from stages.logic.errors import TaskError
+from stages.logic.mds_format import INDEX, ShardWriter, merged_index
 from stages.logic.pack import batch_sequences
 from stages.logic.storage import (
     StorageOptions,
@@ -41,9 +42,9 @@ from stages.logic.storage import (
     is_s3,
     join,
     list_files,
-    point_streaming_at,
     read_text,
     upload_folder,
+    write_text,
 )
 
 COMMIT_SCHEMA = pa.schema(
@@ -148,8 +149,6 @@ def write_partition(
 def write_unit(
     spec: MdsSpec, directory: str, bucket: int, samples: Iterable[dict], attempt: int
 ) -> dict[str, Any]:
-    from streaming import MDSWriter
-
     marker = commit_uri(spec, directory, bucket)
     if exists(marker, spec.storage):  # committed by an attempt Spark did not see finish
         return json.loads(read_text(marker, spec.storage))
@@ -160,22 +159,19 @@ def write_unit(
     fail_at = fail_once_at()
     count = tokens = 0
     try:
-        with MDSWriter(
-            out=scratch or target,
-            columns=spec.columns(directory),
-            compression=spec.compression,
-            hashes=["sha1"],
-            size_limit=spec.shard_size,
-        ) as writer:
-            for sample in samples:
-                writer.write(encode(sample, spec))
-                count += 1
-                tokens += sample["length"]
-                if count == fail_at:
-                    raise RuntimeError(f"{FAIL_ONCE_VARIABLE}: attempt dies in {target}")
+        writer = ShardWriter(
+            scratch or target, spec.columns(directory), spec.compression, spec.shard_size
+        )
+        for sample in samples:
+            writer.write(encode(sample, spec))
+            count += 1
+            tokens += sample["length"]
+            if count == fail_at:
+                raise RuntimeError(f"{FAIL_ONCE_VARIABLE}: attempt dies in {target}")
+        shards = writer.finish()
         if scratch:
-            # Not streaming's uploader: its parallel uploads share one boto3 client, whose
-            # retry quota (500 units, 14 a retry) a 10-second outage exhausts (measured).
+            # Sequential, index.json last: parallel uploads sharing one boto3 client exhaust
+            # its retry quota (500 units, 14 a retry) in a 10-second outage (measured).
             upload_folder(scratch, target, spec.storage)
     except Exception as exc:
         cause = f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -190,7 +186,7 @@ def write_unit(
         "folder": folder,
         "samples": count,
         "tokens": tokens,
-        "index": join(target, "index.json"),
+        "shards": shards,
     }
     if claim(marker, json.dumps(record, sort_keys=True), spec.storage):
         return record
@@ -223,7 +219,8 @@ def clear_stale(spec: MdsSpec) -> bool:
     """Delete the shards and commits an earlier run with another config left in this output,
     so that a resumed run never mixes two configs' samples. True if there were any."""
     records = committed(spec)
-    if all(record.get("digest") == spec.digest for record in records.values()):
+    # Records without `shards` come from a longmix that merged the units' own index files.
+    if all(r.get("digest") == spec.digest and "shards" in r for r in records.values()):
         return False
     folders = recorded_attempts(spec)
     for directory, bucket in records:
@@ -231,7 +228,7 @@ def clear_stale(spec: MdsSpec) -> bool:
     for directory, names in sorted(folders.items()):
         for name in sorted(names):
             delete_folder(join(spec.root, directory, name), spec.storage)
-        delete_file(join(spec.root, directory, "index.json"), spec.storage)
+        delete_file(join(spec.root, directory, INDEX), spec.storage)
         delete_if_empty(join(spec.root, directory), spec.storage)
     delete_folder(join(spec.root, COMMITS), spec.storage)
     delete_folder(join(spec.root, ATTEMPTS), spec.storage)
@@ -249,33 +246,14 @@ def committed(spec: MdsSpec) -> dict[tuple[str, int], dict[str, Any]]:
 
 
 def publish(spec: MdsSpec, records: dict[tuple[str, int], dict[str, Any]]) -> None:
-    """One merged index.json per directory over its committed units, in bucket order, and
-    every recorded attempt folder that no commit names deleted (failed, killed and
-    speculative attempts)."""
-    from streaming.base.util import merge_index
-
-    if is_s3(spec.root):
-        point_streaming_at(spec.storage)
+    """One merged index.json per directory over its committed units, in bucket order, built
+    from the commit records (no unit's index is read back), and every recorded attempt folder
+    that no commit names deleted (failed, killed and speculative attempts)."""
     attempts = recorded_attempts(spec)
     for directory in sorted({d for d, _ in records}):
-        units = sorted((b, r) for (d, b), r in records.items() if d == directory)
+        units = [r for (d, _), r in sorted(records.items()) if d == directory]
         root = join(spec.root, directory)
-        kept = {record["folder"] for _, record in units}
-        for folder in sorted(attempts.get(directory, set()) - kept):
+        for folder in sorted(attempts.get(directory, set()) - {r["folder"] for r in units}):
             delete_folder(join(root, folder), spec.storage)
-        with tempfile.TemporaryDirectory(prefix="longmix-index-") as scratch, quiet():
-            out = (scratch, root) if is_s3(root) else root
-            indexes = [record["index"] for _, record in units]
-            merge_index(indexes, out, keep_local=not is_s3(root))
-
-
-@contextmanager
-def quiet() -> Iterator[None]:
-    """merge_index warns (on the root logger) about its temporary folder and the existing
-    output folder on every call: expected here, and noise in the user's console."""
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.disable(previous)
+        index = merged_index([(r["folder"], r["shards"]) for r in units])
+        write_text(join(root, INDEX), index, spec.storage)

@@ -24,6 +24,7 @@ class ReadTask:
     uri: str
     relative: str
     size: int
+    modified: str = ""
 
 
 def plan_bins(tasks: list[ReadTask], target_bytes: int, min_bins: int) -> list[list[ReadTask]]:

@@ -13,6 +13,7 @@ import os
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import UTC
 from typing import IO
 from urllib.parse import urlparse
 
@@ -37,6 +38,7 @@ class FileEntry:
     uri: str
     relative: str
     size: int
+    modified: str = ""  # UTC, ISO 8601: with the size, how the data card identifies the file
 
 
 def is_s3(uri: str) -> bool:
@@ -134,7 +136,7 @@ def expand(pattern: str, options: StorageOptions) -> list[FileEntry]:
         info = fs.get_file_info(base)
         if info.type == pafs.FileType.File:
             name = base.rsplit("/", 1)[-1]
-            return [FileEntry(prefix + base, name, info.size or 0)]
+            return [FileEntry(prefix + base, name, info.size or 0, modified(info))]
         if info.type == pafs.FileType.NotFound:
             return []
     matcher = glob_regex(glob or "")
@@ -154,8 +156,17 @@ def expand(pattern: str, options: StorageOptions) -> list[FileEntry]:
             continue
         in_folder = any(name.startswith(f) for f in folders) and not hidden(info.base_name)
         if (glob is not None and matcher.match(name)) or in_folder:
-            entries.append(FileEntry(prefix + info.path, name, info.size or 0))
+            entries.append(FileEntry(prefix + info.path, name, info.size or 0, modified(info)))
     return sorted(entries, key=lambda e: e.uri)
+
+
+def modified(info: pafs.FileInfo) -> str:
+    mtime = info.mtime
+    if mtime is None:
+        return ""
+    if mtime.tzinfo is None:
+        mtime = mtime.replace(tzinfo=UTC)
+    return mtime.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def hidden(name: str) -> bool:
