@@ -30,7 +30,9 @@ def write_stack_corpus(
     folder: Path, total_bytes: int, repository: Callable[[str], str], shards: int
 ) -> int:
     """Stack parquet files under `folder/data/python`, rows dealt round-robin in batches so
-    each repository spans many files; streamed, so the corpus never sits in memory."""
+    each repository spans many files; streamed, so the corpus never sits in memory. Where the
+    installed packages hold less than `total_bytes`, they are written again as renamed
+    repositories (`<repository>-copy<k>`)."""
     (folder / "data/python").mkdir(parents=True, exist_ok=True)
     writers = [
         pq.ParquetWriter(
@@ -38,13 +40,20 @@ def write_stack_corpus(
         )
         for k in range(shards)
     ]
-    written, batch, batches = 0, [], 0
-    for path, text in package_sources(total_bytes):
-        batch.append(corpus.stack_row(repository(path), path, text))
-        written += len(text.encode("utf-8"))
-        if len(batch) == 200:
-            writers[batches % shards].write_table(pa.Table.from_pylist(batch, corpus.STACK_SCHEMA))
-            batch, batches = [], batches + 1
+    written, batch, batches, copy = 0, [], 0, 0
+    while written < total_bytes:
+        before = written
+        for path, text in package_sources(total_bytes - written):
+            name = repository(path) + (f"-copy{copy}" if copy else "")
+            batch.append(corpus.stack_row(name, path, text))
+            written += len(text.encode("utf-8"))
+            if len(batch) == 200:
+                table = pa.Table.from_pylist(batch, corpus.STACK_SCHEMA)
+                writers[batches % shards].write_table(table)
+                batch, batches = [], batches + 1
+        if written == before:
+            break
+        copy += 1
     if batch:
         writers[batches % shards].write_table(pa.Table.from_pylist(batch, corpus.STACK_SCHEMA))
     for writer in writers:
