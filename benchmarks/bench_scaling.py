@@ -86,13 +86,20 @@ def config(folder: Path, backend: str, name: str, output: Path, until: str = "md
     }
 
 
-def documents(folder: Path) -> list[Path]:
-    """The concatenated repositories, as parquet (untimed)."""
+def documents(folder: Path) -> tuple[list[Path], Path]:
+    """The concatenated repositories as parquet, and as JSON Lines for datatools, whose
+    parquet loader cannot be pickled to its workers (untimed)."""
     out = folder / "documents"
-    if not (out / "documents").exists():
+    lines = folder / "documents.jsonl"
+    if not lines.exists():
         checkpoint = config(folder, "tiktoken", "llama3", out, until="documents")
         subprocess.run(prepare_command(checkpoint, folder / "documents.json"), check=True)
-    return sorted((out / "documents").glob("*.parquet"))
+        with open(lines, "w") as stream:
+            for path in sorted((out / "documents").glob("*.parquet")):
+                for batch in pq.ParquetFile(path).iter_batches(columns=["text"], batch_size=8):
+                    for text in batch.column(0).to_pylist():
+                        stream.write(json.dumps({"text": text}) + "\n")
+    return sorted((out / "documents").glob("*.parquet")), lines
 
 
 def run_longmix(folder: Path, backend: str, runs: Runs, attempt: int) -> None:
@@ -130,14 +137,14 @@ def datatools_model() -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def run_datatools(folder: Path, files: list[Path], runs: Runs, attempt: int) -> None:
+def run_datatools(folder: Path, lines: Path, runs: Runs, attempt: int) -> None:
     """datatools tokenize + pack, each a new process, timed together."""
     cores = str(os.cpu_count() or 1)
     tokenized, packed = folder / f"dt-tokenized-{attempt}", folder / f"dt-packed-{attempt}"
     subprocess.run(["rm", "-rf", str(tokenized), str(packed)], check=True)
     env = {**os.environ, "PYTHONPATH": f"{PEERS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     steps = [
-        ["tokenize", *map(str, files), str(tokenized), "-T", "llama3", "-w", cores],
+        ["tokenize", str(lines), str(tokenized), "-T", "llama3", "-w", cores],
         [
             "pack",
             str(tokenized),
@@ -186,12 +193,12 @@ def main() -> int:
         for size, folder in sizes.items():
             for backend in LONGMIX:
                 run_longmix(folder, backend, runs[(backend, size)], attempt)
-            run_datatools(folder, files[size], runs[("datatools", size)], attempt)
+            run_datatools(folder, files[size][1], runs[("datatools", size)], attempt)
             runs[("datatools", size)].tokens = runs[("tiktoken", size)].tokens
     cores = os.cpu_count() or 1
     bare = {}
     for backend, (library, name) in LONGMIX.items():
-        texts = pq.read_table(files["4S"], columns=["text"]).column("text").to_pylist()
+        texts = pq.read_table(files["4S"][0], columns=["text"]).column("text").to_pylist()
         tokens, rate = bare_tokens_per_second(texts, library, name)
         assert tokens == runs[(backend, "4S")].tokens, (backend, tokens)
         bare[backend] = rate

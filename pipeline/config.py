@@ -110,6 +110,12 @@ class TokenizerConfig(Strict):
     bos: str | None = "default"
     eos: str | None = "default"
     threads: int = Field(default=0, ge=0, description="0: twice the task's cores")
+    split_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=0,
+        description="documents larger than this are encoded in parts on several threads, "
+        "cut where the tokenizer's pre-tokenization splits anyway (0: never)",
+    )
 
     def spec(self, task_cpus: int) -> TokenizerSpec:
         # Twice the task's cores: when a stage's last tasks run alone (a huge repository's

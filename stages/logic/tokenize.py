@@ -62,36 +62,62 @@ def encode_documents(
 ) -> Iterator[tuple[dict[str, Any], np.ndarray, np.ndarray | None]]:
     """(document, ids, chat mask or None) in document order.
 
-    Documents are encoded whole, each on one of the tokenizer's threads, over a sliding
-    window: the threads stay busy however unequal the documents are (a repository's 32 MB
-    part next to a 2 KB one), and reading, concatenation and packing on this thread overlap
-    with encoding (the tokenizers release the GIL). The window bounds the text held."""
-    window: deque[tuple[dict[str, Any], Future]] = deque()
+    Documents are encoded on the tokenizer's threads over a sliding window: the threads stay
+    busy however unequal the documents are, and reading, concatenation and packing on this
+    thread overlap with encoding (the tokenizers release the GIL). A document above the
+    tokenizer's `split_bytes` is encoded in parts on several threads (`Tokenizer.parts`:
+    exact), so one huge repository does not hold a task to one core. The window bounds the
+    text held."""
+    window: deque[tuple[dict[str, Any], list[Future]]] = deque()
     held = 0
     with ThreadPoolExecutor(tokenizer.threads) as pool:
         for document in documents:
-            window.append((document, pool.submit(encode_document, document, tokenizer)))
+            window.append((document, submit_document(pool, document, tokenizer)))
             held += document["bytes"]
             while (
                 len(window) > WINDOW_PER_THREAD * tokenizer.threads
                 or held > WINDOW_BYTES_PER_THREAD * tokenizer.threads
             ):
-                done, future = window.popleft()
+                done, futures = window.popleft()
                 held -= done["bytes"]
-                yield done, *future.result()
+                yield done, *joined_parts(futures)
         while window:
-            done, future = window.popleft()
-            yield done, *future.result()
+            done, futures = window.popleft()
+            yield done, *joined_parts(futures)
+
+
+def submit_document(
+    pool: ThreadPoolExecutor, document: dict[str, Any], tokenizer: Tokenizer
+) -> list[Future]:
+    if document["kind"] == "chat" or document["bytes"] <= tokenizer.split_bytes:
+        return [pool.submit(encode_document, document, tokenizer)]
+    parts = tokenizer.parts(as_text(document["text"]))
+    return [pool.submit(encode_text, part, document, tokenizer) for part in parts]
+
+
+def joined_parts(futures: list[Future]) -> tuple[np.ndarray, np.ndarray | None]:
+    if len(futures) == 1:
+        return futures[0].result()
+    return np.concatenate([future.result()[0] for future in futures]), None
 
 
 def encode_document(
     document: dict[str, Any], tokenizer: Tokenizer
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """A document's ids; a failure names the document (its id holds file and record)."""
-    try:
-        if document["kind"] == "chat":
+    if document["kind"] == "chat":
+        try:
             return render_chat(json.loads(document["text"]), tokenizer)
-        return tokenizer.encode_one(as_text(document["text"])), None
+        except Exception as exc:
+            raise TaskError(f"cannot tokenize: {exc} (document {document['id']})") from exc
+    return encode_text(as_text(document["text"]), document, tokenizer)
+
+
+def encode_text(
+    text: str, document: dict[str, Any], tokenizer: Tokenizer
+) -> tuple[np.ndarray, None]:
+    try:
+        return tokenizer.encode_one(text), None
     except Exception as exc:
         raise TaskError(f"cannot tokenize: {exc} (document {document['id']})") from exc
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import socket
 from dataclasses import dataclass
 from functools import cache
@@ -25,6 +26,16 @@ LLAMA3_PATTERN = (
     r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"""
     r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 )
+# Where a text may be cut so that its parts, encoded apart, give exactly the whole text's
+# ids, for the two patterns above (no other: each needs its own proof). Every match of
+# either pattern that holds the "\n" of a "\n" + non-space pair ends right after it (no
+# alternative continues past a newline into a non-space), and a letter run is a match of its
+# own end: so the match boundaries, hence the BPE inputs, are those of the whole text. The
+# next character is held to printable ASCII, whose class no engine disputes; after the cut,
+# text before it ends in a whitespace run with a newline, which `\s++$` / `\s*[\r\n]+`
+# match as one piece just as `\s*[\r\n]` / `\s*[\r\n]+` do mid-text.
+SPLIT_SAFE_PATTERNS = frozenset({CL100K_PATTERN, LLAMA3_PATTERN})
+CUT = re.compile(r"\n(?=[!-~])|(?<=[A-Za-z])(?= [A-Za-z])")
 # (bos, eos) by encoding; None where the encoding has no such token.
 SPECIALS = {
     "llama3": ("<|begin_of_text|>", "<|end_of_text|>"),
@@ -58,6 +69,7 @@ class TokenizerSpec:
     bos: str | None = "default"
     eos: str | None = "default"
     threads: int = 0
+    split_bytes: int = 0
 
 
 class Tokenizer:
@@ -69,6 +81,14 @@ class Tokenizer:
     eos_id: int | None
     vocab_size: int
     threads: int = 1
+    split_bytes: int = 0  # documents above this are encoded in parts (`split_text`); 0: never
+    split_safe: bool = False  # whether `split_text`'s cuts are pre-tokenization boundaries
+
+    def parts(self, text: str) -> list[str]:
+        """The text, in parts whose encodings concatenate to the whole text's encoding."""
+        if not self.split_safe or not self.split_bytes or len(text) <= self.split_bytes:
+            return [text]
+        return split_text(text, self.split_bytes)
 
     def encode_batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(ids as uint32, offsets with len(texts) + 1 entries), ordinary text only."""
@@ -120,6 +140,20 @@ class Tokenizer:
             "bos_id": self.bos_id,
             "eos_id": self.eos_id,
         }
+
+
+def split_text(text: str, part_chars: int) -> list[str]:
+    """`text` cut at the first CUT point at or after every `part_chars` characters (a text
+    without one stays whole)."""
+    parts, start = [], 0
+    while len(text) - start > part_chars:
+        found = CUT.search(text, start + part_chars)
+        if found is None:
+            break
+        parts.append(text[start : found.end()])
+        start = found.end()
+    parts.append(text[start:])
+    return parts
 
 
 def flatten(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -194,6 +228,8 @@ class TiktokenTokenizer(Tokenizer):
         self.encoding = tiktoken_encoding(spec.name, spec.pattern)
         self.name = spec.name
         self.threads = threads_for(spec)
+        self.split_bytes = spec.split_bytes
+        self.split_safe = self.encoding._pat_str in SPLIT_SAFE_PATTERNS
         self.vocab_size = self.encoding.n_vocab
         self.bos_id, self.eos_id = resolve_specials(spec, self.special_id)
 
@@ -237,6 +273,8 @@ class QuicktokTokenizer(Tokenizer):
         self.encoding = quicktok.get_encoding(quicktok_name(spec.name))
         self.name = spec.name
         self.threads = threads_for(spec)
+        # quicktok reproduces the reference's pre-tokenization (verified below).
+        self.split_bytes, self.split_safe = spec.split_bytes, self.reference.split_safe
         self.vocab_size = self.reference.vocab_size
         self.bos_id, self.eos_id = self.reference.bos_id, self.reference.eos_id
         verify_against(self, self.reference)
