@@ -12,6 +12,7 @@ import threading
 from pipeline.config import SparkConfig
 from pipeline.errors import LongmixError
 from pipeline.java import java_problem
+from pipeline.jvm_classes import archive_path, java_options
 
 DEFAULTS: dict[str, str] = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
@@ -74,7 +75,10 @@ def build_session(config: SparkConfig, master: str | None = None):
     builder = SparkSession.builder.appName(config.app_name)
     if not under_spark_submit():
         builder = builder.master(master or config.master)
-    for key, value in {**DEFAULTS, **{k: str(v) for k, v in config.conf.items()}}.items():
+    settings = {**DEFAULTS, **{k: str(v) for k, v in config.conf.items()}}
+    if config.class_cache and not under_spark_submit() and not spark_started():
+        settings = with_class_archive(settings)
+    for key, value in settings.items():
         builder = builder.config(key, str(value).lower() if isinstance(value, bool) else value)
     on_main_thread = threading.current_thread() is threading.main_thread()
     ctrl_c = signal.getsignal(signal.SIGINT) if on_main_thread else None
@@ -87,6 +91,16 @@ def build_session(config: SparkConfig, master: str | None = None):
     if session.sparkContext.master.startswith("local"):
         quiet_task_failures(session)
     return session
+
+
+def with_class_archive(settings: dict[str, str]) -> dict[str, str]:
+    """The driver JVM started with the archive of its classes (`jvm_classes`), if built."""
+    archive = archive_path()
+    options = java_options(archive) if archive is not None else None
+    if options is None:
+        return settings
+    key = "spark.driver.extraJavaOptions"
+    return {**settings, key: f"{options} {settings.get(key, '')}".strip()}
 
 
 def quiet_task_failures(session) -> None:

@@ -76,3 +76,19 @@ def test_stages_never_create_sessions():
     for path in (REPO / "stages").rglob("*.py"):
         text = path.read_text()
         assert "builder" not in text and "getOrCreate" not in text, path
+
+
+def test_the_driver_jvm_maps_the_class_archive_once_it_exists(tmp_path, monkeypatch):
+    from pipeline.jvm_classes import archive_path
+    from pipeline.spark import with_class_archive
+
+    monkeypatch.setenv("LONGMIX_CACHE", str(tmp_path))
+    settings = {"spark.driver.extraJavaOptions": "-Dkept=1"}
+    assert with_class_archive(settings) == settings  # none yet: started as before
+    archive = archive_path()
+    assert archive is not None and archive.is_relative_to(tmp_path)
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(b"classes")
+    options = with_class_archive(settings)["spark.driver.extraJavaOptions"]
+    assert options.startswith(f"-XX:SharedArchiveFile={archive} ")
+    assert options.endswith(" -Dkept=1")
