@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.validate import validate
+from stages.logic.mds import HOLD_VARIABLE
 from stages.logic.storage import StorageOptions
 from tests.conftest import download_tree, prepare_cli, prepare_command
 from tests.fault_proxy import FaultPlan, FaultProxy
@@ -19,17 +20,18 @@ from tests.test_ownership import one_error_line
 
 def stop_once_committing(config: dict, folder: Path, signum: int) -> subprocess.CompletedProcess:
     """Start the run and send `signum` to its process group (as a terminal's Ctrl-C does)
-    once the first unit is committed."""
-    commits = Path(config["run"]["output"]) / "_commits"
+    once the first unit is committed (its task then waits, so the run is stopped half-way)."""
+    held = folder / "held"
     process = subprocess.Popen(
         prepare_command(config, folder, "stopped"),
         start_new_session=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, HOLD_VARIABLE: str(held)},
     )
     deadline = time.time() + 300
-    while not list(commits.rglob("*.json")) and time.time() < deadline:
+    while not held.exists() and time.time() < deadline:
         time.sleep(0.02)
     os.killpg(process.pid, signum)
     out, err = process.communicate(timeout=120)

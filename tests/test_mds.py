@@ -17,7 +17,7 @@ import yaml
 from pipeline.errors import LongmixError
 from pipeline.main import prepare
 from pipeline.validate import validate
-from stages.logic.mds import FAIL_ONCE_VARIABLE
+from stages.logic.mds import FAIL_ONCE_VARIABLE, HOLD_VARIABLE
 from stages.logic.storage import StorageOptions
 from tests.conftest import TEST_SPARK_CONF, cards_beside, make_config, prepare_cli, prepare_command
 from tests.test_pack_spark import PACKING, sources
@@ -203,14 +203,16 @@ def test_a_dying_task_and_speculation_leave_every_sample_exactly_once_without_to
 def test_a_killed_run_resumes_to_the_same_output(tmp_path, mixed_corpus, reference):
     config = cli_config(mixed_corpus, tmp_path / "out", mds={"shard_size": 16384, "partitions": 1})
     commits = tmp_path / "out/_commits"
+    held = tmp_path / "held"  # the first unit committed, its task waits to be killed
     process = subprocess.Popen(
         prepare_command(config, tmp_path, "killed"),
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, HOLD_VARIABLE: str(held)},
     )
     deadline = time.time() + 300
-    while not list(commits.rglob("*.json")) and time.time() < deadline:
+    while not held.exists() and time.time() < deadline:
         time.sleep(0.02)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
@@ -60,6 +61,9 @@ ATTEMPTS = "_attempts"
 # Test-only: "<marker path>:<samples>" makes the first attempt to reach that many samples in
 # a unit die (once: the marker file records that it happened), to exercise retries.
 FAIL_ONCE_VARIABLE = "LONGMIX_TEST_FAIL_ONCE"
+# Test-only: a marker path makes the task that commits the first unit create it and wait
+# there, so that a test kills the run half-way however fast the units are written.
+HOLD_VARIABLE = "LONGMIX_TEST_HOLD_AFTER_COMMIT"
 
 
 @dataclass(frozen=True)
@@ -189,6 +193,7 @@ def write_unit(
         "shards": shards,
     }
     if claim(marker, json.dumps(record, sort_keys=True), spec.storage):
+        hold_once()
         return record
     delete_folder(target, spec.storage)
     return json.loads(read_text(marker, spec.storage))
@@ -213,6 +218,17 @@ def fail_once_at() -> int | None:
         return None
     os.close(handle)
     return int(samples)
+
+
+def hold_once() -> None:
+    marker = os.environ.get(HOLD_VARIABLE)
+    if not marker:
+        return
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
+    time.sleep(600)
 
 
 def clear_stale(spec: MdsSpec) -> bool:
