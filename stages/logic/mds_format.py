@@ -113,13 +113,11 @@ class ShardWriter:
         )
         raw_name = f"shard.{len(self.shards):05}.mds"
         shard = {"samples": len(sizes), "raw_data": file_info(raw, raw_name), "zip_data": None}
-        data = raw
+        data, name = raw, raw_name
         if self.compression:
-            data = zstd.compress(raw, self.level)
-            shard["zip_data"] = file_info(data, f"{raw_name}.zstd")
-        with open(
-            os.path.join(self.folder, (shard["zip_data"] or shard["raw_data"])["basename"]), "wb"
-        ) as out:
+            data, name = zstd.compress(raw, self.level), f"{raw_name}.zstd"
+            shard["zip_data"] = file_info(data, name)
+        with open(os.path.join(self.folder, name), "wb") as out:
             out.write(data)
         self.shards.append({**shard, **self.config})
         self.samples = []
