@@ -89,7 +89,8 @@ def encode_documents(
 def submit_document(
     pool: ThreadPoolExecutor, document: dict[str, Any], tokenizer: Tokenizer
 ) -> list[Future]:
-    if document["kind"] == "chat" or document["bytes"] <= tokenizer.split_bytes:
+    splits = tokenizer.split_safe and 0 < tokenizer.split_bytes < document["bytes"]
+    if document["kind"] == "chat" or not splits:  # decoded and encoded on a pool thread
         return [pool.submit(encode_document, document, tokenizer)]
     parts = tokenizer.parts(as_text(document["text"]))
     return [pool.submit(encode_text, part, document, tokenizer) for part in parts]
