@@ -139,6 +139,19 @@ def size_category(samples: int) -> str:
     return "n>100K"
 
 
+def output_sentence(mix: dict[str, Any]) -> str:
+    if mix.get("materialized", True):
+        return (
+            "The mix is materialized: each directory holds its sampled (and repeated) share, "
+            "and an epoch reads every stored sample once."
+        )
+    return (
+        "Every packed sequence is stored once; the mix and the token budget are realized when "
+        f"streaming reads the directories with mix.yaml's proportions and an epoch of "
+        f"{mix.get('epoch_size', 0):,} samples (`repeat`: reads per stored sample)."
+    )
+
+
 def render(
     report: dict,
     stats: dict,
@@ -185,13 +198,16 @@ def render(
         "",
         "## Output",
         "",
-        "| directory | sequences | tokens | proportion | token fraction: target / achieved "
-        "| repeat |",
-        "|---|---|---|---|---|---|",
+        output_sentence(mix),
+        "",
+        "| directory | stored sequences | tokens | proportion | samples an epoch "
+        "| token fraction: target / an epoch | repeat |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, n in mix["domains"].items():
         lines.append(
             f"| {name} | {n['sequences']:,} | {n['tokens']:,} | {n['proportion']:.4f} | "
+            f"{n.get('epoch_samples', n['sequences']):,} | "
             f"{n['target_token_fraction']:.4f} / {n['token_fraction']:.4f} | {n['repeat']:.2f} |"
         )
     lines += ["", "## Length statistics", ""]

@@ -176,6 +176,12 @@ class MixConfig(Strict):
     domains: dict[str, float | dict[int, float]] = Field(default_factory=dict)
     shortfall: Literal["repeat", "fail"] = "repeat"
     tolerance: float = Field(default=0.01, ge=0, description="validate: |achieved - target|")
+    materialize: bool = Field(
+        default=False,
+        description="false: every sequence stored once, the mix realized by streaming from "
+        "mix.yaml's proportions and epoch_size (as ProLong's trainer reads it); true: the "
+        "sampled, repeated mix written out (a second pass over the shards)",
+    )
 
     @model_validator(mode="after")
     def fractions_sum_to_one(self) -> MixConfig:
@@ -332,6 +338,11 @@ class Config(Strict):
     def packing_digest(self) -> str:
         """What the packed sequences depend on: not the mix, the shards or Spark's settings."""
         return self.digest(leave_out=("mix", "mds", "spark"))
+
+    def shards_digest(self) -> str:
+        """What the shards of every packed sequence depend on: not the mix, which mix.yaml
+        alone carries unless it is materialized, nor Spark's settings."""
+        return self.digest(leave_out=("mix", "spark"))
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -35,7 +36,7 @@ from stages.logic.documents import (
     count_record,
 )
 from stages.logic.errors import user_message
-from stages.logic.mds import MdsSpec, clear_stale, committed, publish
+from stages.logic.mds import PASS_MARKER, MdsSpec, clear_stale, committed, publish
 from stages.logic.mix import MixError, MixTarget, directory_name, plan_mix
 from stages.logic.pack import PackSpec, SpecKey
 from stages.logic.read import ReadTask
@@ -64,6 +65,7 @@ TEXT_PARQUET_OPTIONS = {
 }
 PACKED_DIR = "packed"
 PACKED_MARKER = "_packed.json"
+SHARDS_DIR = "shards"  # under scratch: every packed sequence once, when the mix is materialized
 
 
 def storage_options(config: Config) -> StorageOptions:
@@ -192,10 +194,9 @@ def task_failure(exc: BaseException) -> LongmixError | None:
 def run_stages(spark, config: Config, tasks: list[ReadTask], report: RunReport) -> dict:
     if config.run.until == "documents":
         return write_documents(spark, config, read(spark, config, tasks), report)
-    outputs = packed_sequences(spark, config, tasks, report)
     if config.run.until == "mds":
-        outputs = write_output(spark, config, report, outputs["sequences"])
-    return outputs
+        return write_output(spark, config, tasks, report)
+    return packed_sequences(spark, config, tasks, report)
 
 
 def write_results(
@@ -276,21 +277,25 @@ def write_documents(spark, config: Config, records, report: RunReport) -> dict[s
     return {"documents": uri}
 
 
+def spec_keys(config: Config) -> list[SpecKey]:
+    """Every (domain, length) the sources can fill."""
+    domains = sorted({d for source in config.source_specs().values() for d in source.domains})
+    return [(domain, length) for domain in domains for length in config.packing.lengths(domain)]
+
+
 def pack_specs(config: Config, tokenizer: Tokenizer) -> dict[SpecKey, PackSpec]:
     specs = {}
-    domains = sorted({d for source in config.source_specs().values() for d in source.domains})
-    for domain in domains:
+    for domain, length in spec_keys(config):
         packing = config.packing.for_domain(domain)
-        for length in config.packing.lengths(domain):
-            specs[(domain, length)] = PackSpec(
-                mode=packing.mode,
-                length=length,
-                min_length=length if packing.min_length is None else packing.min_length,
-                bos=tokenizer.bos_id,
-                eos=tokenizer.eos_id,
-                method=packing.method,
-                window_tokens=config.packing.bfd_window_tokens,
-            )
+        specs[(domain, length)] = PackSpec(
+            mode=packing.mode,
+            length=length,
+            min_length=length if packing.min_length is None else packing.min_length,
+            bos=tokenizer.bos_id,
+            eos=tokenizer.eos_id,
+            method=packing.method,
+            window_tokens=config.packing.bfd_window_tokens,
+        )
     return specs
 
 
@@ -336,12 +341,15 @@ def packed_sequences(
     return outputs
 
 
-def write_sequences(spark, config: Config, records, report: RunReport) -> dict[str, str]:
+def write_sequences(
+    spark, config: Config, records, report: RunReport, units: MdsSpec | None = None
+) -> dict[str, str]:
     """Records to packed sequences in one pass, then the partial sequences packed together.
 
-    Everything the pass emits is written once, split by `row_type`: sequences, the buckets'
-    partial sequences, and one tally per task (the report's numbers), so no second pass or
-    persisted copy of the corpus is needed to count it."""
+    Everything the pass emits is written once, split by `row_type`: sequences (or, with
+    `units`, the MDS units the tasks wrote them to: `commit` rows), the buckets' partial
+    sequences, and one tally per task (the report's numbers), so no second pass or persisted
+    copy of the corpus is needed to count it."""
     from pyspark.sql import functions as F
 
     from stages.leftovers import pack_leftovers
@@ -350,17 +358,19 @@ def write_sequences(spark, config: Config, records, report: RunReport) -> dict[s
     plan = sequence_plan(spark, config, report)
     buckets = config.packing.buckets
     uri = join(config.scratch, PACKED_DIR)
+    sink = None if units is None else (units, directories(config))
     rows = build_sequences(
         records,
         plan,
         buckets,
         config.packing.partitions or spark.sparkContext.defaultParallelism * 2,
+        sink,
     )
     with report.stage("read_concatenate_tokenize_pack"):
         rows.write.mode("overwrite").partitionBy("row_type").parquet(uri)
     with report.stage("pack_leftovers"):
         packed = spark.read.parquet(uri)
-        leftovers = pack_leftovers(packed, plan.packs, buckets, plan.thresholds)
+        leftovers = pack_leftovers(packed, plan.packs, buckets, plan.thresholds, sink)
         leftovers.write.mode("append").partitionBy("row_type").parquet(uri)
     tallies = spark.read.parquet(uri).where(F.col("row_type") == "tally").select("tally")
     tally = Tally.merged([row.tally for row in tallies.collect()])
@@ -370,7 +380,18 @@ def write_sequences(spark, config: Config, records, report: RunReport) -> dict[s
     report["stats"] = stats_section(
         tally, config.stats.all_thresholds(), config.stats.long_document_tokens
     )
-    return {"sequences": join(uri, "row_type=sequence")}
+    return {"sequences": join(uri, "row_type=sequence"), "packed": uri}
+
+
+def commit_records(spark, packed_uri: str) -> dict[tuple[str, int], dict[str, Any]]:
+    """The commit records the tasks returned, from the pass's `commit` rows."""
+    from pyspark.sql import functions as F
+
+    rows = (
+        spark.read.parquet(packed_uri).where(F.col("row_type") == "commit").select("record")
+    ).collect()
+    records = [json.loads(row.record) for row in rows]
+    return {(r["directory"], r["bucket"]): r for r in records}
 
 
 def mix_targets(config: Config, report: RunReport) -> dict[SpecKey, MixTarget]:
@@ -401,53 +422,104 @@ def directory_for(config: Config, domain: str, length: int) -> str:
     return directory_name(domain, length, suffixed)
 
 
-def mds_spec(config: Config, targets: dict[SpecKey, MixTarget]) -> MdsSpec:
+def directories(config: Config) -> dict[SpecKey, str]:
+    return {key: directory_for(config, *key) for key in spec_keys(config)}
+
+
+def mds_spec(config: Config, root: str, digest: str) -> MdsSpec:
     masked = {
-        t.directory
-        for t in targets.values()
-        if config.packing.for_domain(t.domain).mode == "sft"
-        or config.packing.for_domain(t.domain).method == "bfd"
+        directory
+        for (domain, _), directory in directories(config).items()
+        if config.packing.for_domain(domain).mode == "sft"
+        or config.packing.for_domain(domain).method == "bfd"
     }
     return MdsSpec(
-        root=config.output,
+        root=root,
         storage=storage_options(config),
         indices_dtype=config.mds.indices_dtype,
         compression=config.mds.compression,
         shard_size=config.mds.shard_size,
         masked=frozenset(masked),
-        digest=config.digest(leave_out=("spark",)),
+        digest=digest,
     )
 
 
-def write_output(spark, config: Config, report: RunReport, sequences_uri: str) -> dict[str, str]:
-    """The mix sampled from the packed sequences and written as MDS shards exactly once:
-    units committed by an earlier, interrupted run are not written again."""
+def write_output(spark, config: Config, tasks: list[ReadTask], report: RunReport) -> dict:
+    """Every packed sequence written once as MDS shards by the task that packs it, exactly
+    once (units an interrupted run committed are not written again), and the mix as
+    mix.yaml's proportions; or, with `mix.materialize`, the sampled mix written out from
+    those shards."""
+    materialize = config.mix.materialize
+    root = join(config.scratch, SHARDS_DIR) if materialize else config.output
+    shards = mds_spec(config, root, config.shards_digest())
+    if clear_stale(shards):
+        report["replaced_stale_output"] = True
+    records = one_pass(spark, config, tasks, report, shards)
+    targets = mix_targets(config, report)
+    if materialize:
+        mixed = mds_spec(config, config.output, config.digest(leave_out=("spark",)))
+        if clear_stale(mixed):
+            report["replaced_stale_output"] = True
+        records = materialize_mix(spark, config, report, targets, records, shards, mixed)
+        shards = mixed
+    with report.stage("publish"):
+        publish(shards, records)
+    report["mix"] = mix_section(targets, records, materialize)
+    write_mix_file(
+        config.output, report["mix"], config.mix.tolerance, materialize, storage_options(config)
+    )
+    return {"mds": config.output, "mix": join(config.output, MIX_FILE)}
+
+
+def one_pass(
+    spark, config: Config, tasks: list[ReadTask], report: RunReport, spec: MdsSpec
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """Records to committed MDS units; skipped when a finished pass of the same shards is
+    recorded beside them (a rerun with another mix only rewrites mix.yaml)."""
+    storage = storage_options(config)
+    marker = join(spec.root, PASS_MARKER)
+    if exists(marker, storage):
+        saved = json.loads(read_text(marker, storage))
+        if saved["digest"] == spec.digest:
+            report.data.update(saved["report"], reused_stored_sequences=True)
+            return committed(spec)
+    outputs = write_sequences(spark, config, read(spark, config, tasks), report, spec)
+    records = commit_records(spark, outputs["packed"])
+    sections = ("input", "tokenizer", "sources", "documents", "packing", "stats")
+    saved = {"digest": spec.digest, "report": {name: report[name] for name in sections}}
+    write_text(marker, json.dumps(saved, indent=2), storage)
+    return records
+
+
+def materialize_mix(
+    spark,
+    config: Config,
+    report: RunReport,
+    targets: dict[SpecKey, MixTarget],
+    records: dict[tuple[str, int], dict[str, Any]],
+    shards: MdsSpec,
+    mixed: MdsSpec,
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """The sampled, repeated mix read from the pass's shards and written exactly once."""
     from pyspark.sql import functions as F
 
     from stages.mds import write_mds
-    from stages.mix import select_sequences
+    from stages.mix import read_units, select_sequences
 
-    targets = mix_targets(config, report)
-    spec = mds_spec(config, targets)
-    if clear_stale(spec):
-        report["replaced_stale_output"] = True
-    done = committed(spec)
-    selected = select_sequences(spark.read.parquet(sequences_uri), targets, config.run.seed)
+    done = committed(mixed)
+    units = read_units(spark, shards, records)
+    selected = select_sequences(units, targets, config.run.seed)
     if done:
         unit = F.concat_ws("/", "directory", F.col("bucket").cast("string"))
         selected = selected.where(~unit.isin([f"{d}/{b}" for d, b in done]))
     partitions = config.mds.partitions or spark.sparkContext.defaultParallelism * 2
     with report.stage("mix_and_write_mds"):
-        written = write_mds(selected, spec, partitions).collect()
-    records = committed(spec)
-    lost = {(row.directory, row.bucket) for row in written} - set(records)
+        written = write_mds(selected, mixed, partitions).collect()
+    out = committed(mixed)
+    lost = {(row.directory, row.bucket) for row in written} - set(out)
     if lost:
         raise LongmixError(f"units written but not committed: {sorted(lost)[:5]}")
-    with report.stage("publish"):
-        publish(spec, records)
-    report["mix"] = mix_section(targets, records)
-    write_mix_file(config.output, report["mix"], config.mix.tolerance, storage_options(config))
-    return {"mds": config.output, "mix": join(config.output, MIX_FILE)}
+    return out
 
 
 if __name__ == "__main__":

@@ -15,16 +15,25 @@ MIX_FILE = "mix.yaml"
 
 
 def mix_section(
-    targets: dict[SpecKey, MixTarget], records: dict[tuple[str, int], dict[str, Any]]
+    targets: dict[SpecKey, MixTarget],
+    records: dict[tuple[str, int], dict[str, Any]],
+    materialized: bool,
 ) -> dict[str, dict[str, Any]]:
-    """Per directory: what was available, what the mix asked for, what was written."""
+    """Per directory: what was available, what the mix asks for, what was written, and the
+    proportion of samples that gives the mix. Stored once, a directory's proportion is its
+    share of the target sequences, so that streaming's epoch realizes the budget; stored
+    as sampled, every sample is read once per epoch."""
     written: dict[str, dict[str, int]] = {}
     for (directory, _), record in records.items():
         numbers = written.setdefault(directory, {"sequences": 0, "tokens": 0})
         numbers["sequences"] += record["samples"]
         numbers["tokens"] += record["tokens"]
-    total_tokens = sum(n["tokens"] for n in written.values()) or 1
-    total_samples = sum(n["sequences"] for n in written.values()) or 1
+    wanted = {
+        t.directory: written.get(t.directory, {}).get("sequences", 0) if materialized else t.target
+        for t in targets.values()
+    }
+    total_samples = sum(wanted.values()) or 1
+    total_tokens = sum(wanted[t.directory] * t.length for t in targets.values()) or 1
     target_tokens = sum(t.target * t.length for t in targets.values()) or 1
     section = {}
     for target in sorted(targets.values(), key=lambda t: t.directory):
@@ -37,14 +46,19 @@ def mix_section(
             "tokens": numbers["tokens"],
             "repeat": round(target.repeat, 6),
             "target_token_fraction": round(target.target * target.length / target_tokens, 6),
-            "token_fraction": round(numbers["tokens"] / total_tokens, 6),
-            "proportion": round(numbers["sequences"] / total_samples, 6),
+            "token_fraction": round(wanted[target.directory] * target.length / total_tokens, 6),
+            "proportion": round(wanted[target.directory] / total_samples, 6),
+            "epoch_samples": wanted[target.directory],
         }
     return section
 
 
 def write_mix_file(
-    root: str, section: dict[str, dict[str, Any]], tolerance: float, storage: StorageOptions
+    root: str,
+    section: dict[str, dict[str, Any]],
+    tolerance: float,
+    materialized: bool,
+    storage: StorageOptions,
 ) -> None:
     where = "remote" if is_s3(root) else "local"
     document = {
@@ -53,12 +67,16 @@ def write_mix_file(
             {where: join(root, name), "proportion": numbers["proportion"]}
             for name, numbers in section.items()
         ],
+        "epoch_size": sum(numbers["epoch_samples"] for numbers in section.values()),
+        "materialized": materialized,
         "tolerance": tolerance,
         "domains": section,
     }
     header = (
         "# Written by longmix. `dirs`: ProLong's trainer (dir@proportion); `streams`:\n"
-        "# streaming.Stream(**s). Proportions are shares of samples, so each sample is read\n"
-        "# once per epoch; token fractions (target and achieved) are under `domains`.\n"
+        "# streaming.Stream(**s), with StreamingDataset(epoch_size=epoch_size). Proportions\n"
+        "# are shares of samples: an epoch of `epoch_size` samples gives each directory its\n"
+        "# `epoch_samples` (its `repeat` times what it stores, unless `materialized`, where\n"
+        "# every stored sample is read once). Token fractions are under `domains`.\n"
     )
     write_text(join(root, MIX_FILE), header + yaml.safe_dump(document, sort_keys=False), storage)

@@ -38,6 +38,12 @@ EMBEDDED_QUIET_LOGGERS = [
     "org.apache.spark.executor.Executor",
     "org.apache.spark.scheduler.TaskSetManager",
     "org.apache.spark.storage.BlockManager",
+    # A task that fails while Spark writes its output (the packing pass) is logged again by
+    # the writer, its Python traceback included.
+    "org.apache.spark.util.Utils",
+    "org.apache.spark.sql.execution.datasources.FileFormatWriter",
+    "org.apache.spark.sql.execution.datasources.FileFormatDataWriter",
+    "org.apache.hadoop.mapreduce.lib.output.FileOutputCommitter",
 ]
 
 

@@ -7,8 +7,9 @@ Rules: `missing_index`, `missing_shard`, `corrupted_shard` (sha1 from index.json
 `indices` (an (n, 2) cover of [0, L) in order), `vocabulary` (ids below the tokenizer's size),
 `mask` (same shape as input_ids, 0/1), `domain` (the directory's domain), `sample_count`
 (index.json and mix.yaml agree with what was read), `duplicate` (a sample more often than
-its directory's repeat factor allows) and `proportion` (achieved token fraction within
-mix.yaml's tolerance of the target).
+its directory may hold: once, or its repeat factor in a materialized mix) and `proportion`
+(the token fractions that mix.yaml's sample proportions give, with the lengths read, within
+its tolerance of the targets).
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def validate_local(root: Path) -> Validation:
                     f"{expected['sequences']}",
                 )
             )
-        allowed = max(1, math.ceil(expected["repeat"]))
+        allowed = max(1, math.ceil(expected["repeat"])) if mix.get("materialized", True) else 1
         for digest, count in hashes.items():
             if count > allowed:
                 failures.append(
@@ -246,10 +247,18 @@ def indices_problem(indices: np.ndarray, length: int) -> str | None:
 
 
 def check_proportions(mix: dict[str, Any], summary: Summary) -> Iterator[Failure]:
-    total = sum(summary.tokens.values()) or 1
+    """An epoch draws samples by mix.yaml's proportions: a directory's token fraction is its
+    proportion times its mean sample length (as read), over the sum of those."""
+    weights = {
+        directory: expected["proportion"] * summary.tokens[directory] / summary.samples[directory]
+        if summary.samples[directory]
+        else 0.0
+        for directory, expected in mix["domains"].items()
+    }
+    total = sum(weights.values()) or 1
     tolerance = mix.get("tolerance", 0.01)
     for directory, expected in mix["domains"].items():
-        achieved = summary.tokens[directory] / total
+        achieved = weights[directory] / total
         target = expected["target_token_fraction"]
         if abs(achieved - target) > tolerance:
             yield Failure(

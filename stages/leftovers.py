@@ -3,24 +3,40 @@ most one partial sequence per (domain, length) however many buckets and partitio
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from functools import partial
 
+import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
+from stages.logic.mds import MdsSpec
 from stages.logic.pack import SEQUENCE_SCHEMA, PackSpec, SpecKey, leftover_partition
+from stages.sequences import attempt_sink
+
+
+def leftover_task(
+    batches: Iterable[pa.RecordBatch],
+    units: tuple[MdsSpec, dict] | None,
+    **settings,
+) -> Iterator[pa.RecordBatch]:
+    yield from leftover_partition(batches, sink=attempt_sink(units), **settings)
 
 
 def pack_leftovers(
-    packed: DataFrame, specs: dict[SpecKey, PackSpec], buckets: int, thresholds: tuple[int, ...]
+    packed: DataFrame,
+    specs: dict[SpecKey, PackSpec],
+    buckets: int,
+    thresholds: tuple[int, ...],
+    units: tuple[MdsSpec, dict] | None = None,
 ) -> DataFrame:
     """The buckets' partial sequences packed together per (domain, length), numbered as
-    bucket `buckets` (after every real bucket)."""
+    bucket `buckets` (after every real bucket); with `units`, written as MDS units."""
     partials = (
         packed.where(F.col("row_type") == "partial")
         .repartition(max(1, len(specs)), "domain", "seq_len")
         .sortWithinPartitions("domain", "seq_len", "bucket")
     )
-    body = partial(leftover_partition, specs=specs, bucket=buckets, thresholds=thresholds)
+    body = partial(leftover_task, units=units, specs=specs, bucket=buckets, thresholds=thresholds)
     return partials.mapInArrow(body, from_arrow_schema(SEQUENCE_SCHEMA))

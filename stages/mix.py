@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, Window
-from pyspark.sql import functions as F
+import json
+from functools import partial
 
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
+
+from stages.logic.mds import COMMIT_SCHEMA, MdsSpec, unit_sequences
 from stages.logic.mix import MixTarget, SpecKey
+from stages.logic.pack import SEQUENCE_SCHEMA
 
 RANK = ["rank", "bucket", "seq_no"]
+
+
+def read_units(
+    spark: SparkSession, spec: MdsSpec, records: dict[tuple[str, int], dict]
+) -> DataFrame:
+    """The committed units' sequences, read back from their MDS shards (a task per unit)."""
+    rows = [
+        (directory, bucket, json.dumps(record))
+        for (directory, bucket), record in sorted(records.items())
+    ]
+    units = spark.createDataFrame(rows, from_arrow_schema(COMMIT_SCHEMA))
+    body = partial(unit_sequences, spec=spec)
+    return units.repartition(max(1, len(rows))).mapInArrow(body, from_arrow_schema(SEQUENCE_SCHEMA))
 
 
 def is_key(key: SpecKey) -> Column:

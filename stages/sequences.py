@@ -8,21 +8,44 @@ number of partitions or executors, so neither do the sequences.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from functools import partial
 
+import pyarrow as pa
+from pyspark import TaskContext
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from stages.concat import MEMBER_ORDER, unit, with_member_order
+from stages.logic.mds import MdsSpec, UnitSink
 from stages.logic.pack import SEQUENCE_SCHEMA
 from stages.logic.sequences import INPUT_COLUMNS, SequencePlan, sequences_partition
 
 
+def attempt_sink(units: tuple[MdsSpec, dict] | None) -> UnitSink | None:
+    """The task attempt's MDS sink: its attempt number names the unit folders it writes."""
+    if units is None:
+        return None
+    return UnitSink(*units, TaskContext.get().attemptNumber())
+
+
+def sequences_task(
+    batches: Iterable[pa.RecordBatch], plan: SequencePlan, units: tuple[MdsSpec, dict] | None
+) -> Iterator[pa.RecordBatch]:
+    yield from sequences_partition(batches, plan, attempt_sink(units))
+
+
 def build_sequences(
-    records: DataFrame, plan: SequencePlan, buckets: int, partitions: int
+    records: DataFrame,
+    plan: SequencePlan,
+    buckets: int,
+    partitions: int,
+    units: tuple[MdsSpec, dict] | None = None,
 ) -> DataFrame:
-    """SEQUENCE_SCHEMA rows: sequences, each bucket's partial sequences, one tally per task."""
+    """SEQUENCE_SCHEMA rows: sequences, each bucket's partial sequences, one tally per task.
+    With `units` (the MDS spec and each (domain, length)'s directory) the sequences are
+    written as MDS units by the task that packs them, and `commit` rows replace them."""
     seed = F.lit(plan.seed)
     ordered = (
         with_member_order(records, plan.seed)
@@ -36,5 +59,5 @@ def build_sequences(
         .sortWithinPartitions("bucket", "order", "source", "unit", *MEMBER_ORDER)
         .select(*INPUT_COLUMNS)
     )
-    body = partial(sequences_partition, plan=plan)
+    body = partial(sequences_task, plan=plan, units=units)
     return ordered.mapInArrow(body, from_arrow_schema(SEQUENCE_SCHEMA))

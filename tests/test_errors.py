@@ -144,7 +144,8 @@ def test_card_and_smoke_refuse_an_invalid_output(tmp_path, reference):
     output = tmp_path / "out"
     shutil.copytree(reference, output, ignore=shutil.ignore_patterns("_work"))
     shard = sorted(output.glob("*/*/shard.*.mds"))[0]
-    shard.write_bytes(shard.read_bytes()[:-1] + b"\x00")
+    data = shard.read_bytes()
+    shard.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
     card = longmix("card", str(output), "--cards", str(tmp_path / "cards"))
     assert card.returncode == 1, card.stderr[-2000:]
     assert "corrupted_shard" in (output / "README.md").read_text()

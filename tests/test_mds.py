@@ -3,11 +3,13 @@
 
 import hashlib
 import json
+import math
 import os
 import signal
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +45,24 @@ def read_mix(output: Path) -> dict[str, list[dict]]:
         data = StreamingDataset(streams=[Stream(**stream)], shuffle=False, batch_size=1)
         out[Path(stream["local"]).name] = [data[i] for i in range(len(data))]
     return out
+
+
+def epoch_counts(output: Path, mix: dict) -> dict[str, int]:
+    """Samples per directory in one epoch of StreamingDataset over mix.yaml's streams and
+    epoch_size, as ProLong's trainer builds it."""
+    from streaming import Stream, StreamingDataset
+
+    directory = {(n["domain"], n["length"]): name for name, n in mix["domains"].items()}
+    data = StreamingDataset(
+        streams=[Stream(**stream) for stream in mix["streams"]],
+        epoch_size=mix["epoch_size"],
+        shuffle=False,
+        batch_size=1,
+    )
+    counts = dict.fromkeys(mix["domains"], 0)
+    for sample in data:
+        counts[directory[(sample["domain"], int(sample["length"]))]] += 1
+    return counts
 
 
 def fingerprint(output: Path) -> dict[str, list[str]]:
@@ -130,12 +150,19 @@ def test_streaming_reads_every_sample_of_the_mix(reference):
             assert sample["indices"].dtype == np.uint32 and sample["indices"].shape[1] == 2
             assert sample["domain"] == numbers["domain"]
             assert ("mask" in sample) == (numbers["domain"] in ("ultrachat", "arxiv"))
-    # Sequences per directory: round(budget x fraction / length); fractions a domain shares
-    # between its lengths follow their tokens.
-    assert mix["domains"]["book-512"]["sequences"] == round(200_000 * 0.2 / 512)
-    assert mix["domains"]["book-512"]["repeat"] < 1 < mix["domains"]["ultrachat"]["repeat"]
+    # Every packed sequence is stored once; the budget is an epoch of mix.yaml's streams:
+    # round(budget x fraction / length) samples per directory, fractions a domain shares
+    # between its lengths following their tokens.
+    assert mix["materialized"] is False
     for numbers in mix["domains"].values():
+        assert numbers["sequences"] == numbers["available_sequences"]
         assert abs(numbers["token_fraction"] - numbers["target_token_fraction"]) < 0.005
+    assert mix["domains"]["book-512"]["epoch_samples"] == round(200_000 * 0.2 / 512)
+    assert mix["domains"]["book-512"]["repeat"] < 1 < mix["domains"]["ultrachat"]["repeat"]
+    assert mix["epoch_size"] == sum(n["epoch_samples"] for n in mix["domains"].values())
+    drawn = epoch_counts(reference, mix)
+    for name, numbers in mix["domains"].items():
+        assert abs(drawn[name] - numbers["epoch_samples"]) <= 1, (name, drawn)
     assert report["mix"] == mix["domains"]
     assert validate(str(reference), StorageOptions()).ok
 
@@ -228,6 +255,38 @@ def test_a_killed_run_resumes_to_the_same_output(tmp_path, mixed_corpus, referen
     assert stray_folders(tmp_path / "out") == []
     again = prepare_cli(config, tmp_path, "again")  # a finished run: nothing to do
     assert again.returncode == 0 and "already complete" in again.stderr
+
+
+def test_a_changed_mix_reuses_the_stored_sequences_and_a_materialized_mix_samples_them(
+    tmp_path, mixed_corpus, spark
+):
+    def run(output: Path, **mix) -> dict:
+        config = make_config(sources(mixed_corpus), output, packing=PACKING, mix={**MIX, **mix})
+        return prepare(config).data
+
+    stored = tmp_path / "stored"
+    first = run(stored)
+    hashes, samples = shard_hashes(stored), fingerprint(stored)
+    smaller = run(stored, tokens=100_000)
+    assert smaller["reused_stored_sequences"] is True
+    assert "read_concatenate_tokenize_pack" not in smaller["stage_seconds"]
+    assert shard_hashes(stored) == hashes  # only mix.yaml changed
+    epoch = {name: n["epoch_samples"] for name, n in smaller["mix"].items()}
+    assert epoch["book-512"] == round(100_000 * 0.2 / 512)
+    assert validate(str(stored), StorageOptions()).ok
+
+    materialized = run(tmp_path / "materialized", materialize=True)
+    assert "mix_and_write_mds" in materialized["stage_seconds"]
+    mix = yaml.safe_load((tmp_path / "materialized/mix.yaml").read_text())
+    assert mix["materialized"] is True
+    drawn = fingerprint(tmp_path / "materialized")
+    for name, numbers in mix["domains"].items():
+        wanted = first["mix"][name]["epoch_samples"]  # the same budget, stored once
+        assert len(drawn[name]) == numbers["sequences"] == numbers["epoch_samples"] == wanted
+        assert set(drawn[name]) <= set(samples[name])  # samples of the stored sequences
+        copies = max(Counter(drawn[name]).values())
+        assert copies <= max(1, math.ceil(numbers["repeat"]))
+    assert validate(str(tmp_path / "materialized"), StorageOptions()).ok
 
 
 def test_indices_dtype_int64_and_a_failing_shortfall(tmp_path, mixed_corpus, spark):

@@ -68,7 +68,8 @@ def test_same_samples_whatever_executors_partitions_and_file_order(tmp_path, mix
 
 
 def test_decoded_segments_occur_verbatim_in_their_sources(tmp_path, mixed_corpus, spark):
-    config = make_config(sources(mixed_corpus), tmp_path / "out", packing=PACKING)
+    until = {"until": "sequences"}
+    config = make_config(sources(mixed_corpus), tmp_path / "out", packing=PACKING, run=until)
     report = prepare(config).data
     prepare(make_config(sources(mixed_corpus), tmp_path / "docs", run={"until": "documents"}))
     assert all(

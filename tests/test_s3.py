@@ -42,9 +42,9 @@ def test_s3_input_matches_local(tmp_path, s3_client, s3_endpoint, spark):
     assert [e.relative for e in listed] == [
         f"python/train-0000{k}-of-00003.parquet" for k in range(3)
     ]
-    packing = {"sequence_length": 128}
+    packing, run = {"sequence_length": 128}, {"until": "sequences"}
     local = prepare(
-        make_config(sources(tmp_path / "corpus"), tmp_path / "local", packing=packing)
+        make_config(sources(tmp_path / "corpus"), tmp_path / "local", packing=packing, run=run)
     ).data
     remote = prepare(
         make_config(
@@ -52,6 +52,7 @@ def test_s3_input_matches_local(tmp_path, s3_client, s3_endpoint, spark):
             tmp_path / "remote",
             storage={"s3_endpoint_url": s3_endpoint},
             packing=packing,
+            run=run,
         )
     ).data
     assert len(sequences(tmp_path / "local")) > 3

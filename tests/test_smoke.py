@@ -20,6 +20,7 @@ from pipeline.trainer.masking import IGNORE
 from pipeline.trainer.model import ModelShape, attention_inputs, build_model, loss_sum
 from pipeline.trainer.report import SMOKE_FILE, loss_summary
 from pipeline.trainer.train import to_device
+from pipeline.validate import validate
 from stages.logic.storage import StorageOptions
 
 
@@ -112,7 +113,8 @@ def test_off_shares_fail_the_run(output, capsys):
         domains[largest]["proportion"],
     )
     (output / "mix.yaml").write_text(yaml.safe_dump(mix))
-    code, report = smoke_json(output, capsys, "--steps", "4")
+    assert not validate(str(output), StorageOptions()).ok  # validate sees it too
+    code, report = smoke_json(output, capsys, "--steps", "4", "--no-validate")
     assert code == 1 and not report["ok"]
     off = {row["domain"] for row in report["domains"] if not row["ok"]}
     assert domains[largest]["domain"] in off

@@ -44,7 +44,7 @@ def build(root: Path, edit=None) -> Path:
         targets[(domain, length)] = MixTarget(domain, length, directory, 12, 12)
     records = committed(spec)
     publish(spec, records)
-    write_mix_file(str(root), mix_section(targets, records), 0.01, StorageOptions())
+    write_mix_file(str(root), mix_section(targets, records, True), 0.01, True, StorageOptions())
     (root / "_report.json").write_text(json.dumps({"tokenizer": {"vocab_size": VOCAB}}))
     return root
 
@@ -146,7 +146,7 @@ def test_both_indices_dtypes_validate(tmp_path, dtype):
     records = committed(spec)
     publish(spec, records)
     target = {("web", 32): MixTarget("web", 32, "web", 3, 3)}
-    write_mix_file(str(tmp_path), mix_section(target, records), 0.01, StorageOptions())
+    write_mix_file(str(tmp_path), mix_section(target, records, True), 0.01, True, StorageOptions())
     (tmp_path / "_report.json").write_text(json.dumps({"tokenizer": {"vocab_size": VOCAB}}))
     assert validate(str(tmp_path), StorageOptions()).ok
 
@@ -160,7 +160,7 @@ def test_zstd_shards_validate_and_stream(tmp_path):
     records = committed(spec)
     publish(spec, records)
     target = {("web", 32): MixTarget("web", 32, "web", 5, 5)}
-    write_mix_file(str(tmp_path), mix_section(target, records), 0.01, StorageOptions())
+    write_mix_file(str(tmp_path), mix_section(target, records, True), 0.01, True, StorageOptions())
     (tmp_path / "_report.json").write_text(json.dumps({"tokenizer": {"vocab_size": VOCAB}}))
     assert list((tmp_path / "web").rglob("*.mds.zstd")) and not list(
         (tmp_path / "web").rglob("*.mds")

@@ -31,8 +31,8 @@ import numpy as np
 import pyarrow as pa
 
 from stages.logic.errors import TaskError
-from stages.logic.mds_format import INDEX, ShardWriter, merged_index
-from stages.logic.pack import batch_sequences
+from stages.logic.mds_format import INDEX, ShardWriter, merged_index, raw_shard, shard_samples
+from stages.logic.pack import RowBuffer, Sequence, batch_sequences
 from stages.logic.storage import (
     StorageOptions,
     claim,
@@ -43,10 +43,12 @@ from stages.logic.storage import (
     is_s3,
     join,
     list_files,
+    open_input,
     read_text,
     upload_folder,
     write_text,
 )
+from stages.logic.tally import Tally
 
 COMMIT_SCHEMA = pa.schema(
     [
@@ -57,6 +59,9 @@ COMMIT_SCHEMA = pa.schema(
 )
 WRITE_COLUMNS = ["directory", "bucket", "seq_no", "copy", "domain", "input_ids", "indices", "mask"]
 COMMITS = "_commits"
+# Beside a finished pass's units: its digest and report sections (a rerun that changes only
+# the mix reuses them). Deleted with stale commits.
+PASS_MARKER = "_pass.json"
 ATTEMPTS = "_attempts"
 # Test-only: "<marker path>:<samples>" makes the first attempt to reach that many samples in
 # a unit die (once: the marker file records that it happened), to exercise retries.
@@ -153,50 +158,147 @@ def write_partition(
 def write_unit(
     spec: MdsSpec, directory: str, bucket: int, samples: Iterable[dict], attempt: int
 ) -> dict[str, Any]:
-    marker = commit_uri(spec, directory, bucket)
-    if exists(marker, spec.storage):  # committed by an attempt Spark did not see finish
-        return json.loads(read_text(marker, spec.storage))
-    folder = f"{unit_name(bucket)}-a{attempt}"
-    target = join(spec.root, directory, folder)
-    start_attempt(spec, directory, folder)
-    scratch = tempfile.mkdtemp(prefix="longmix-mds-") if is_s3(target) else None
-    fail_at = fail_once_at()
-    count = tokens = 0
-    try:
-        writer = ShardWriter(
-            scratch or target, spec.columns(directory), spec.compression, spec.shard_size
+    unit = UnitWriter(spec, directory, bucket, attempt)
+    for sample in samples:
+        unit.write(sample)
+    return unit.commit()
+
+
+class UnitWriter:
+    """One unit's samples written into the attempt's own folder, then claimed. A unit that
+    an earlier attempt or run committed is not written again: its record stands."""
+
+    def __init__(self, spec: MdsSpec, directory: str, bucket: int, attempt: int) -> None:
+        self.spec = spec
+        self.directory = directory
+        self.bucket = bucket
+        self.marker = commit_uri(spec, directory, bucket)
+        self.record: dict[str, Any] | None = None
+        if exists(self.marker, spec.storage):  # committed by an attempt Spark did not see end
+            self.record = json.loads(read_text(self.marker, spec.storage))
+            return
+        self.folder = f"{unit_name(bucket)}-a{attempt}"
+        self.target = join(spec.root, directory, self.folder)
+        start_attempt(spec, directory, self.folder)
+        self.scratch = tempfile.mkdtemp(prefix="longmix-mds-") if is_s3(self.target) else None
+        self.fail_at = fail_once_at()
+        self.count = self.tokens = 0
+        self.writer = self.guarded(
+            ShardWriter,
+            self.scratch or self.target,
+            spec.columns(directory),
+            spec.compression,
+            spec.shard_size,
         )
-        for sample in samples:
-            writer.write(encode(sample, spec))
-            count += 1
-            tokens += sample["length"]
-            if count == fail_at:
-                raise RuntimeError(f"{FAIL_ONCE_VARIABLE}: attempt dies in {target}")
-        shards = writer.finish()
-        if scratch:
+
+    def write(self, sample: dict[str, Any]) -> None:
+        if self.record is not None:
+            return
+        self.guarded(self.writer.write, encode(sample, self.spec))
+        self.count += 1
+        self.tokens += sample["length"]
+        if self.count == self.fail_at:
+            self.guarded(fail, f"{FAIL_ONCE_VARIABLE}: attempt dies in {self.target}")
+
+    def commit(self) -> dict[str, Any]:
+        if self.record is not None:
+            return self.record
+        shards = self.guarded(self.writer.finish)
+        if self.scratch:
             # Sequential, index.json last: parallel uploads sharing one boto3 client exhaust
             # its retry quota (500 units, 14 a retry) in a 10-second outage (measured).
-            upload_folder(scratch, target, spec.storage)
-    except Exception as exc:
-        cause = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        raise TaskError(f"cannot write {target}: {cause} ({directory}, sample {count})") from exc
-    finally:
-        if scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
-    record = {
-        "digest": spec.digest,
-        "directory": directory,
-        "bucket": bucket,
-        "folder": folder,
-        "samples": count,
-        "tokens": tokens,
-        "shards": shards,
-    }
-    if claim(marker, json.dumps(record, sort_keys=True), spec.storage):
-        hold_once()
-        return record
-    delete_folder(target, spec.storage)
-    return json.loads(read_text(marker, spec.storage))
+            self.guarded(upload_folder, self.scratch, self.target, self.spec.storage)
+            shutil.rmtree(self.scratch, ignore_errors=True)
+        record = {
+            "digest": self.spec.digest,
+            "directory": self.directory,
+            "bucket": self.bucket,
+            "folder": self.folder,
+            "samples": self.count,
+            "tokens": self.tokens,
+            "shards": shards,
+        }
+        if claim(self.marker, json.dumps(record, sort_keys=True), self.spec.storage):
+            hold_once()
+            return record
+        delete_folder(self.target, self.spec.storage)
+        return json.loads(read_text(self.marker, self.spec.storage))
+
+    def guarded(self, step, *args):
+        """A step of writing; its failure names the unit folder and the sample."""
+        try:
+            return step(*args)
+        except Exception as exc:
+            if self.scratch:
+                shutil.rmtree(self.scratch, ignore_errors=True)
+            cause = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            raise TaskError(
+                f"cannot write {self.target}: {cause} ({self.directory}, sample {self.count})"
+            ) from exc
+
+
+def fail(message: str) -> None:
+    raise RuntimeError(message)
+
+
+class UnitSink:
+    """Packed sequences written as MDS units while they are packed, one unit per (directory,
+    bucket): the task that packs a bucket writes and commits its shards, so no copy of the
+    tokens passes through Spark."""
+
+    def __init__(self, spec: MdsSpec, directories: dict[tuple[str, int], str], attempt: int):
+        self.spec = spec
+        self.directories = directories
+        self.attempt = attempt
+        self.units: dict[tuple[str, int], UnitWriter] = {}
+
+    def write(self, key: tuple[str, int], bucket: int, sequence: Any) -> None:
+        directory = self.directories[key]
+        unit = self.units.get((directory, bucket))
+        if unit is None:
+            unit = self.units[(directory, bucket)] = UnitWriter(
+                self.spec, directory, bucket, self.attempt
+            )
+        sample = {
+            "input_ids": sequence.input_ids,
+            "indices": sequence.indices,
+            "domain": key[0],
+            "length": len(sequence.input_ids),
+        }
+        if sequence.mask is not None:
+            sample["mask"] = sequence.mask
+        unit.write(sample)
+
+    def commit(self) -> list[dict[str, Any]]:
+        """Every open unit committed (units are closed with their bucket); their records."""
+        units, self.units = self.units, {}
+        return [unit.commit() for _, unit in sorted(units.items())]
+
+
+def unit_sequences(batches: Iterable[pa.RecordBatch], spec: MdsSpec) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body over COMMIT_SCHEMA rows: each committed unit's samples read back from
+    its shards, as SEQUENCE_SCHEMA `sequence` rows numbered by their place in the unit (the
+    packer's `seq_no`: a unit holds its bucket's sequences in order)."""
+    out = RowBuffer(Tally())
+    for batch in batches:
+        for row in batch.to_pylist():
+            record = json.loads(row["record"])
+            folder = join(spec.root, record["directory"], record["folder"])
+            seq_no = 0
+            for shard in record["shards"]:
+                name = (shard["zip_data"] or shard["raw_data"])["basename"]
+                with open_input(join(folder, name), spec.storage) as stream:
+                    data = raw_shard(stream.read(), shard)
+                for sample in shard_samples(data, shard):
+                    key = (sample["domain"], int(sample["length"]))
+                    sequence = Sequence(
+                        sample["input_ids"],
+                        sample["indices"].astype(np.int64),
+                        sample["mask"].astype(np.int8) if "mask" in sample else None,
+                    )
+                    yield from out.add("sequence", key, record["bucket"], seq_no, sequence)
+                    seq_no += 1
+    yield from out.pending()
 
 
 def encode(sample: dict[str, Any], spec: MdsSpec) -> dict[str, Any]:
@@ -246,6 +348,7 @@ def clear_stale(spec: MdsSpec) -> bool:
             delete_folder(join(spec.root, directory, name), spec.storage)
         delete_file(join(spec.root, directory, INDEX), spec.storage)
         delete_if_empty(join(spec.root, directory), spec.storage)
+    delete_file(join(spec.root, PASS_MARKER), spec.storage)
     delete_folder(join(spec.root, COMMITS), spec.storage)
     delete_folder(join(spec.root, ATTEMPTS), spec.storage)
     return True

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ SCALARS = {"int32": np.int32}
 # An ndarray's shape is stored in the smallest of these that holds its largest dimension.
 SHAPE_DTYPES = ((1 << 8, 0, np.uint8), (1 << 16, 1, np.uint16), (1 << 32, 2, np.uint32))
 DEFAULT_ZSTD_LEVEL = 3
+SPOOL_BYTES = 8 * 1024 * 1024
 
 
 def encode_column(encoding: str, value: Any) -> bytes:
@@ -52,6 +54,48 @@ def encode_ndarray(array: np.ndarray, dtype: str) -> bytes:
     code, shape_dtype = next((c, t) for limit, c, t in SHAPE_DTYPES if largest < limit)
     head = bytes([(array.ndim << 2) | code]) + np.array(array.shape, shape_dtype).tobytes()
     return head + np.ascontiguousarray(array).tobytes()
+
+
+def decode_column(encoding: str, data: memoryview) -> Any:
+    if encoding == "str":
+        return bytes(data).decode("utf-8")
+    if encoding in SCALARS:
+        return SCALARS[encoding](np.frombuffer(data, SCALARS[encoding])[0])
+    _, _, dtype = encoding.partition(":")
+    head = data[0]
+    ndim, code = head >> 2, head & 3
+    shape_dtype = next(t for _, c, t in SHAPE_DTYPES if c == code)
+    shape = np.frombuffer(data, shape_dtype, ndim, offset=1)
+    values = np.frombuffer(data, dtype, offset=1 + shape.nbytes)
+    return values.reshape(tuple(int(n) for n in shape))
+
+
+def shard_samples(data: bytes, shard: dict[str, Any]) -> list[dict[str, Any]]:
+    """The samples of one shard's raw (uncompressed) bytes, read with its index entry;
+    arrays are views into `data`."""
+    data = memoryview(data)
+    count = int(np.frombuffer(data, np.uint32, 1)[0])
+    offsets = np.frombuffer(data, np.uint32, count + 1, offset=4)
+    columns = list(
+        zip(shard["column_names"], shard["column_encodings"], shard["column_sizes"], strict=True)
+    )
+    variable = sum(size is None for _, _, size in columns)
+    samples = []
+    for begin in offsets[:-1].tolist():
+        sizes = iter(np.frombuffer(data, np.uint32, variable, offset=begin).tolist())
+        position = begin + 4 * variable
+        sample = {}
+        for name, encoding, size in columns:
+            size = next(sizes) if size is None else size
+            sample[name] = decode_column(encoding, data[position : position + size])
+            position += size
+        samples.append(sample)
+    return samples
+
+
+def raw_shard(data: bytes, shard: dict[str, Any]) -> bytes:
+    """A shard file's bytes as written, decompressed if its index entry says so."""
+    return zstd.decompress(data) if shard.get("zip_data") else data
 
 
 class ShardWriter:
@@ -79,7 +123,10 @@ class ShardWriter:
         self.config_data = json.dumps(self.config, sort_keys=True).encode("utf-8")
         self.size_limit = size_limit
         self.shards: list[dict[str, Any]] = []
-        self.samples: list[bytes] = []
+        self.sizes: list[int] = []
+        # A task packing a bucket keeps a writer open per output directory: samples wait in
+        # a spooled file, not in memory, until their shard is written.
+        self.body = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (finish)
         self.size = self.empty_size()
         os.makedirs(folder, exist_ok=True)
 
@@ -92,7 +139,8 @@ class ShardWriter:
         # before the sample that would take it past the limit.
         if self.size_limit and self.size_limit < self.size + len(data) + 4:
             self.flush()
-        self.samples.append(data)
+        self.body.write(data)
+        self.sizes.append(len(data))
         self.size += len(data) + 4
 
     def encode(self, sample: dict[str, Any]) -> bytes:
@@ -105,12 +153,12 @@ class ShardWriter:
         return np.array(sizes, np.uint32).tobytes() + b"".join(parts)
 
     def flush(self) -> None:
-        sizes = [len(sample) for sample in self.samples]
+        sizes = self.sizes
         offsets = np.array([0, *sizes]).cumsum().astype(np.uint32)
         offsets += 4 + offsets.nbytes + len(self.config_data)
-        raw = b"".join(
-            [np.uint32(len(sizes)).tobytes(), offsets.tobytes(), self.config_data, *self.samples]
-        )
+        self.body.seek(0)
+        head = [np.uint32(len(sizes)).tobytes(), offsets.tobytes(), self.config_data]
+        raw = b"".join([*head, self.body.read()])
         raw_name = f"shard.{len(self.shards):05}.mds"
         shard = {"samples": len(sizes), "raw_data": file_info(raw, raw_name), "zip_data": None}
         data, name = raw, raw_name
@@ -120,13 +168,16 @@ class ShardWriter:
         with open(os.path.join(self.folder, name), "wb") as out:
             out.write(data)
         self.shards.append({**shard, **self.config})
-        self.samples = []
+        self.sizes = []
+        self.body.seek(0)
+        self.body.truncate()
         self.size = self.empty_size()
 
     def finish(self) -> list[dict[str, Any]]:
         """The last shard and the index written; the index's shard entries."""
-        if self.samples:
+        if self.sizes:
             self.flush()
+        self.body.close()
         with open(os.path.join(self.folder, INDEX), "w") as out:
             json.dump({"version": VERSION, "shards": self.shards}, out, sort_keys=True)
         return json.loads(json.dumps(self.shards, sort_keys=True))

@@ -15,10 +15,11 @@ Every token is accounted for: input tokens + added special tokens = output token
 from __future__ import annotations
 
 import bisect
+import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -34,7 +35,7 @@ DEFAULT_WINDOW_TOKENS = 16 * 1024 * 1024
 # bits; the MDS writer stores them as uint32. A task's counts travel as one `tally` row.
 SEQUENCE_SCHEMA = pa.schema(
     [
-        ("row_type", pa.large_string()),  # sequence | partial | tally
+        ("row_type", pa.large_string()),  # sequence | partial | tally | commit
         ("domain", pa.large_string()),
         ("seq_len", pa.int32()),
         ("bucket", pa.int32()),
@@ -43,6 +44,7 @@ SEQUENCE_SCHEMA = pa.schema(
         ("indices", pa.list_(pa.int32())),  # flattened (n, 2) [start, end) pairs
         ("mask", pa.list_(pa.int8())),
         ("tally", pa.large_string()),
+        ("record", pa.large_string()),  # an MDS unit's commit record, JSON
     ]
 )
 
@@ -301,30 +303,48 @@ def list_column(arrays: list[np.ndarray | None], dtype: pa.DataType) -> pa.Array
     )
 
 
+class SequenceSink(Protocol):
+    """Where full sequences go instead of rows (`mds.UnitSink`: MDS units)."""
+
+    def write(self, key: SpecKey, bucket: int, sequence: Sequence) -> None: ...
+
+    def commit(self) -> list[dict]: ...
+
+
 class RowBuffer:
     """Collects SEQUENCE_SCHEMA rows and emits bounded record batches; counts the sequences
-    it emits into `tally`."""
+    it emits into `tally`. With a sink, full sequences go to the sink, and `commit` rows
+    carry what it committed."""
 
-    def __init__(self, tally: Tally, thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS) -> None:
+    def __init__(
+        self,
+        tally: Tally,
+        thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS,
+        sink: SequenceSink | None = None,
+    ) -> None:
         self.rows: list[dict] = []
         self.tokens = 0
         self.tally = tally
         self.thresholds = thresholds
+        self.sink = sink
 
     def add(
         self, row_type: str, key: SpecKey, bucket: int, seq_no: int, seq: Sequence
     ) -> Iterator[pa.RecordBatch]:
-        self.rows.append(
-            {
-                "row_type": row_type,
-                "domain": key[0],
-                "seq_len": key[1],
-                "bucket": bucket,
-                "seq_no": seq_no,
-                "sequence": seq,
-            }
-        )
-        self.tokens += len(seq.input_ids)
+        if row_type == "sequence" and self.sink is not None:
+            self.sink.write(key, bucket, seq)
+        else:
+            self.rows.append(
+                {
+                    "row_type": row_type,
+                    "domain": key[0],
+                    "seq_len": key[1],
+                    "bucket": bucket,
+                    "seq_no": seq_no,
+                    "sequence": seq,
+                }
+            )
+            self.tokens += len(seq.input_ids)
         if row_type == "sequence":
             self.tally.add(
                 packing_key(key),
@@ -351,17 +371,27 @@ class RowBuffer:
                 list_column([s.indices.reshape(-1) for s in sequences], pa.int32()),
                 list_column([s.mask for s in sequences], pa.int8()),
                 pa.nulls(len(rows), pa.large_string()),
+                pa.nulls(len(rows), pa.large_string()),
             ],
             schema=SEQUENCE_SCHEMA,
         )
+
+    def commit(self) -> Iterator[pa.RecordBatch]:
+        """The sink's units committed, one `commit` row each."""
+        if self.sink is None:
+            return
+        rows = [{"row_type": "commit", "record": json.dumps(r)} for r in self.sink.commit()]
+        if rows:
+            yield pa.RecordBatch.from_pylist(rows, schema=SEQUENCE_SCHEMA)
 
     def pending(self) -> Iterator[pa.RecordBatch]:
         if self.rows:
             yield self.flush()
 
     def close(self) -> Iterator[pa.RecordBatch]:
-        """The rows still held, then the tally row."""
+        """The rows still held, the sink's last units, then the tally row."""
         yield from self.pending()
+        yield from self.commit()
         row = {"row_type": "tally", "tally": self.tally.to_json()}
         yield pa.RecordBatch.from_pylist([row], schema=SEQUENCE_SCHEMA)
 
@@ -437,10 +467,11 @@ def leftover_partition(
     specs: dict[SpecKey, PackSpec],
     bucket: int,
     thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS,
+    sink: SequenceSink | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """mapInArrow body over `partial` rows sorted by (domain, seq_len, bucket): they are
     packed together per (domain, length) into sequences numbered after every bucket."""
-    out = RowBuffer(Tally(), thresholds)
+    out = RowBuffer(Tally(), thresholds, sink)
     rows = list(sequence_rows(batches))
     for key in sorted({k for k, _ in rows}):
         partials = (seq for k, seq in rows if k == key)

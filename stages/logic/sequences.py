@@ -22,7 +22,15 @@ from stages.logic.batches import rows_of
 from stages.logic.concat import INPUT_COLUMNS as CONCAT_COLUMNS
 from stages.logic.concat import as_binary, concatenate_rows
 from stages.logic.documents import READ_TALLY_COLUMNS, count_document, count_record
-from stages.logic.pack import GroupPacker, PackSpec, RowBuffer, SpecKey, count_drops, packing_key
+from stages.logic.pack import (
+    GroupPacker,
+    PackSpec,
+    RowBuffer,
+    SequenceSink,
+    SpecKey,
+    count_drops,
+    packing_key,
+)
 from stages.logic.sources import SourceSpec
 from stages.logic.stats import DEFAULT_THRESHOLDS, count_lengths, member_token_counts
 from stages.logic.tally import Tally
@@ -115,6 +123,7 @@ class BucketPacker:
                 yield from self.out.add("partial", key, self.bucket, self.numbers[key], partial)
             count_drops(self.out.tally, key, packer.drops)
         self.packers, self.numbers = {}, {}
+        yield from self.out.commit()
 
 
 def count_token_lengths(
@@ -132,11 +141,12 @@ def count_token_lengths(
 
 
 def sequences_partition(
-    batches: Iterable[pa.RecordBatch], plan: SequencePlan
+    batches: Iterable[pa.RecordBatch], plan: SequencePlan, sink: SequenceSink | None = None
 ) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: sorted READ_SCHEMA rows (with `bucket`) in, SEQUENCE_SCHEMA out."""
+    """mapInArrow body: sorted READ_SCHEMA rows (with `bucket`) in, SEQUENCE_SCHEMA out
+    (with a sink: partial, tally and commit rows; the sequences went to the sink)."""
     tokenizer = load_tokenizer(plan.tokenizer)
-    out = RowBuffer(Tally(), plan.thresholds)
+    out = RowBuffer(Tally(), plan.thresholds, sink)
     packer = BucketPacker(plan, out)
     records = kept_records(rows_of(as_binary(batches), INPUT_COLUMNS), out.tally)
     documents = counted(concatenate_rows(records, plan.sources, plan.max_document_bytes), out.tally)
