@@ -330,7 +330,7 @@ def packed_sequences(
         if saved["digest"] == config.packing_digest():
             report.data.update(saved["report"])
             return {"sequences": saved["sequences"]}
-    outputs = write_sequences(spark, config, read(spark, config, tasks), report)
+    outputs, _ = write_sequences(spark, config, read(spark, config, tasks), report)
     sections = ("input", "tokenizer", "sources", "documents", "packing", "stats")
     saved = {
         "digest": config.packing_digest(),
@@ -343,13 +343,14 @@ def packed_sequences(
 
 def write_sequences(
     spark, config: Config, records, report: RunReport, units: MdsSpec | None = None
-) -> dict[str, str]:
+) -> tuple[dict[str, str], dict[tuple[str, int], dict[str, Any]]]:
     """Records to packed sequences in one pass, then the partial sequences packed together.
 
     Everything the pass emits is written once, split by `row_type`: sequences (or, with
     `units`, the MDS units the tasks wrote them to: `commit` rows), the buckets' partial
     sequences, and one tally per task (the report's numbers), so no second pass or persisted
-    copy of the corpus is needed to count it."""
+    copy of the corpus is needed to count it. Returns the packed sequences' location and
+    the units' commit records."""
     from pyspark.sql import functions as F
 
     from stages.leftovers import pack_leftovers
@@ -372,26 +373,22 @@ def write_sequences(
         packed = spark.read.parquet(uri)
         leftovers = pack_leftovers(packed, plan.packs, buckets, plan.thresholds, sink)
         leftovers.write.mode("append").partitionBy("row_type").parquet(uri)
-    tallies = spark.read.parquet(uri).where(F.col("row_type") == "tally").select("tally")
-    tally = Tally.merged([row.tally for row in tallies.collect()])
+    handed_on = (
+        spark.read.parquet(uri)
+        .where(F.col("row_type").isin("tally", "commit"))
+        .select("row_type", "tally", "record")
+        .collect()
+    )
+    tally = Tally.merged([row.tally for row in handed_on if row.row_type == "tally"])
+    commits = [json.loads(row.record) for row in handed_on if row.row_type == "commit"]
     report["sources"] = sources_section(tally)
     report["documents"] = documents_section(tally)
     report["packing"] = packing_section(tally)
     report["stats"] = stats_section(
         tally, config.stats.all_thresholds(), config.stats.long_document_tokens
     )
-    return {"sequences": join(uri, "row_type=sequence"), "packed": uri}
-
-
-def commit_records(spark, packed_uri: str) -> dict[tuple[str, int], dict[str, Any]]:
-    """The commit records the tasks returned, from the pass's `commit` rows."""
-    from pyspark.sql import functions as F
-
-    rows = (
-        spark.read.parquet(packed_uri).where(F.col("row_type") == "commit").select("record")
-    ).collect()
-    records = [json.loads(row.record) for row in rows]
-    return {(r["directory"], r["bucket"]): r for r in records}
+    units_written = {(r["directory"], r["bucket"]): r for r in commits}
+    return {"sequences": join(uri, "row_type=sequence")}, units_written
 
 
 def mix_targets(config: Config, report: RunReport) -> dict[SpecKey, MixTarget]:
@@ -483,8 +480,7 @@ def one_pass(
         if saved["digest"] == spec.digest:
             report.data.update(saved["report"], reused_stored_sequences=True)
             return committed(spec)
-    outputs = write_sequences(spark, config, read(spark, config, tasks), report, spec)
-    records = commit_records(spark, outputs["packed"])
+    _, records = write_sequences(spark, config, read(spark, config, tasks), report, spec)
     sections = ("input", "tokenizer", "sources", "documents", "packing", "stats")
     saved = {"digest": spec.digest, "report": {name: report[name] for name in sections}}
     write_text(marker, json.dumps(saved, indent=2), storage)
