@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.card import write_card
+from pipeline.card import VALIDATION_FILE, write_card
 from pipeline.config import Config
 from pipeline.errors import LongmixError
 from pipeline.lock import run_lock
@@ -29,6 +29,7 @@ from pipeline.report import INPUTS_FILE, REPORT_FILE, RunReport
 from pipeline.spark import build_session
 from pipeline.stats import STATS_FILE, stats_section
 from pipeline.summary import documents_section, packing_section, sources_section
+from pipeline.trainer.report import SMOKE_FILE
 from stages.logic.documents import (
     DOCUMENT_TALLY_COLUMNS,
     READ_TALLY_COLUMNS,
@@ -43,6 +44,7 @@ from stages.logic.read import ReadTask
 from stages.logic.sequences import SequencePlan
 from stages.logic.storage import (
     StorageOptions,
+    delete_file,
     exists,
     expand,
     is_s3,
@@ -56,11 +58,16 @@ from stages.logic.tokenizers import Tokenizer, TokenizerError, load_tokenizer
 
 DOCUMENTS_DIR = "documents"
 # A document can be tens of MB: parquet's min/max statistics and dictionary attempt would
-# each copy such a value on the JVM heap, so both are off for the text column.
+# each copy such a value on the JVM heap, so both are off for the text column. Parquet checks
+# a page's size only every so many rows, estimated from the rows so far: pages of 121 MB
+# of text ran the JVM out of heap (2.4 GB corpus at `run.until: documents`, 1 GB heap). It
+# checks after every row here, so a page holds at most one document beyond its 1 MB.
 TEXT_PARQUET_OPTIONS = {
     "parquet.column.statistics.enabled#text": "false",
     "parquet.enable.dictionary#text": "false",
     "parquet.block.size": str(16 * 1024 * 1024),
+    "parquet.page.size.row.check.min": "1",
+    "parquet.page.size.check.estimate": "false",
     "compression": "zstd",
 }
 PACKED_DIR = "packed"
@@ -446,6 +453,9 @@ def write_output(spark, config: Config, tasks: list[ReadTask], report: RunReport
     once (units an interrupted run committed are not written again), and the mix as
     mix.yaml's proportions; or, with `mix.materialize`, the sampled mix written out from
     those shards."""
+    storage = storage_options(config)
+    for name in (SMOKE_FILE, VALIDATION_FILE):  # results about the output as it was
+        delete_file(join(config.output, name), storage)
     materialize = config.mix.materialize
     root = join(config.scratch, SHARDS_DIR) if materialize else config.output
     shards = mds_spec(config, root, config.shards_digest())
@@ -462,9 +472,7 @@ def write_output(spark, config: Config, tasks: list[ReadTask], report: RunReport
     with report.stage("publish"):
         publish(shards, records)
     report["mix"] = mix_section(targets, records, materialize)
-    write_mix_file(
-        config.output, report["mix"], config.mix.tolerance, materialize, storage_options(config)
-    )
+    write_mix_file(config.output, report["mix"], config.mix.tolerance, materialize, storage)
     return {"mds": config.output, "mix": join(config.output, MIX_FILE)}
 
 

@@ -14,6 +14,10 @@ from pipeline.errors import LongmixError
 from pipeline.java import java_problem
 from pipeline.jvm_classes import archive_path, java_options
 
+JAVA_GC_OPTIONS = (
+    "-XX:+IgnoreUnrecognizedVMOptions -XX:+UnlockDiagnosticVMOptions "
+    "-XX:GCLockerRetryAllocationCount=100"
+)
 DEFAULTS: dict[str, str] = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     # Text rows can be tens of MB (a repository part): large Arrow types and byte-bounded
@@ -29,6 +33,11 @@ DEFAULTS: dict[str, str] = {
     # large: the vectorized reader would fill 4096-row batches (a 64K-token sequence is
     # 256 KB, so 1 GB a batch) and run out of heap; the row reader holds one row.
     "spark.sql.parquet.enableVectorizedReader": "false",
+    # JDK 17 fails a large allocation with OutOfMemoryError after two waits for threads in
+    # JNI critical sections (zstd compressing parquet pages) however much heap is free: seen
+    # allocating a 33 MB document at `run.until: documents`. Ignored by JDKs without the flag.
+    "spark.driver.extraJavaOptions": JAVA_GC_OPTIONS,
+    "spark.executor.extraJavaOptions": JAVA_GC_OPTIONS,
 }
 
 
@@ -44,6 +53,9 @@ EMBEDDED_QUIET_LOGGERS = [
     "org.apache.spark.sql.execution.datasources.FileFormatWriter",
     "org.apache.spark.sql.execution.datasources.FileFormatDataWriter",
     "org.apache.hadoop.mapreduce.lib.output.FileOutputCommitter",
+    # Warns with a dump of every column's buffers when a row group of large documents
+    # allocated more than three times its size: the sizes are bounded (main.py), not a fault.
+    "org.apache.parquet.hadoop.InternalParquetRecordWriter",
 ]
 
 
