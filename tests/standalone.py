@@ -43,7 +43,7 @@ class Cluster:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.webui}/json/", timeout=5) as r:
                 return int(json.load(r)["aliveworkers"])
-        except OSError:
+        except (OSError, ValueError):  # not up yet, or a starting UI's empty answer
             return 0
 
     def kill_worker(self, number: int) -> None:
