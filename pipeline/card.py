@@ -13,13 +13,22 @@ from typing import Any
 import yaml
 
 from pipeline import __version__
+from pipeline.config import parse_config
 from pipeline.mixfile import MIX_FILE
 from pipeline.ownership import CARD_MARK, write_owned_text
 from pipeline.plots import histogram_png, loss_png
 from pipeline.report import INPUTS_FILE, REPORT_FILE
-from pipeline.stats import STATS_FILE
-from pipeline.stats_command import tables
+from pipeline.stats import STATS_FILE, paper_tables
+from pipeline.tables import (
+    Table,
+    long_tokens_table,
+    mix_table,
+    packing_table,
+    share_over_table,
+    skipped_table,
+)
 from pipeline.trainer.report import SMOKE_FILE, card_lines
+from stages.logic.stats import STAGES
 
 VALIDATION_FILE = "_validation.json"
 SMOKE_IMAGE = "smoke_loss.png"
@@ -48,7 +57,6 @@ SECTIONS = (
     "Smoke test",
     "Reproducibility",
 )
-STAGES = ("read", "document", "packed")
 
 
 def git_commit() -> str:
@@ -99,8 +107,6 @@ def write_card(output: Path, cards: Path, validation: dict[str, Any] | None = No
 
 def refresh_card(output: Path) -> Path:
     """Rewrite an output's card where its run put it."""
-    from pipeline.config import parse_config
-
     config = parse_config(yaml.safe_load((output / "config.resolved.yaml").read_text()))
     return write_card(output, Path(config.resolve(config.run.cards)))
 
@@ -163,7 +169,18 @@ def render(
     output: Path,
     image_prefix: str,
 ) -> str:
-    views = tables(stats)
+    views = paper_tables(stats)
+    sources = Table(
+        "", ["source", "preset", "dataset (version)", "license", "documents", "MB"], text_columns=4
+    )
+    for name, source in config["sources"].items():
+        dataset, license_name = SOURCES.get(source["preset"], ("custom", "see the source"))
+        documents = report["documents"].get(name, {}).values()
+        count = sum(n["documents"] for n in documents)
+        size = sum(n["bytes"] for n in documents) / 1e6
+        sources.rows.append(
+            [name, source["preset"], dataset, license_name, f"{count:,}", f"{size:,.1f}"]
+        )
     lines = [front_matter(report, mix, config), CARD_MARK, f"# longmix run `{report['run']}`", ""]
     lines += [
         "Packed long-context training data in mosaicml-streaming (MDS) format, made by "
@@ -173,16 +190,7 @@ def render(
         "",
         "## Sources",
         "",
-        "| source | preset | dataset (version) | license | documents | MB |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, source in config["sources"].items():
-        dataset, license_name = SOURCES.get(source["preset"], ("custom", "see the source"))
-        documents = sum(n["documents"] for n in report["documents"].get(name, {}).values())
-        size = sum(n["bytes"] for n in report["documents"].get(name, {}).values()) / 1e6
-        row = f"| {name} | {source['preset']} | {dataset} | {license_name} | {documents:,} |"
-        lines.append(f"{row} {size:,.1f} |")
-    lines += [
+        *sources.markdown(),
         "",
         "## Configuration",
         "",
@@ -200,42 +208,18 @@ def render(
         "",
         output_sentence(mix),
         "",
-        "| directory | stored sequences | tokens | proportion | samples an epoch "
-        "| token fraction: target / an epoch | repeat |",
-        "|---|---|---|---|---|---|---|",
+        *mix_table(mix["domains"]).markdown(),
+        "",
+        "## Length statistics",
+        "",
     ]
-    for name, n in mix["domains"].items():
-        lines.append(
-            f"| {name} | {n['sequences']:,} | {n['tokens']:,} | {n['proportion']:.4f} | "
-            f"{n.get('epoch_samples', n['sequences']):,} | "
-            f"{n['target_token_fraction']:.4f} / {n['token_fraction']:.4f} | {n['repeat']:.2f} |"
-        )
-    lines += ["", "## Length statistics", ""]
     long = views.get("long_tokens_per_source", {})
     if long:
-        lines += [
-            f"Tokens in documents of at least {stats['long_document_tokens']:,} tokens "
-            "(paper Table 3):",
-            "",
-            "| source/domain | long tokens | long documents | all tokens |",
-            "|---|---|---|---|",
-            *[
-                f"| {k} | {v['tokens']:,} | {v['documents']:,} | {v['all_tokens']:,} |"
-                for k, v in sorted(long.items())
-            ],
-            "",
-        ]
-    share = views["share_over_after_packing"]
-    thresholds = sorted({t for row in share.values() for t in row}, key=int)
+        table = long_tokens_table(long, stats["long_document_tokens"])
+        lines += [*table.markdown(titled=True), ""]
+    share = share_over_table({"": views["share_over_after_packing"]})
     lines += [
-        "Percent of documents of at least N tokens after packing (paper Table 14):",
-        "",
-        "| domain | " + " | ".join(f"{int(t) // 1024}K" for t in thresholds) + " |",
-        "|---|" + "---|" * len(thresholds),
-        *[
-            f"| {d} | " + " | ".join(f"{row[t]:.1f}" for t in thresholds) + " |"
-            for d, row in sorted(share.items())
-        ],
+        *share.markdown(titled=True),
         "",
         *[
             f"![token lengths, {stage}]({image_prefix}{stage}.png)"
@@ -245,31 +229,10 @@ def render(
         "",
         "## Skipped records",
         "",
-        "| source | reason | records | counts as bad input |",
-        "|---|---|---|---|",
     ]
-    skipped = [
-        f"| {s} | {reason} | {e['count']:,} | {'yes' if e['counts_as_bad'] else 'no'} |"
-        for s, info in report["sources"].items()
-        for reason, e in info["skipped"].items()
-    ]
-    lines += skipped or ["| - | none | 0 | - |"]
-    lines += [
-        "",
-        "## Packing waste",
-        "",
-        "| domain | length | tokens in | dropped | padding | truncation concat / bfd |",
-        "|---|---|---|---|---|---|",
-    ]
-    for domain, lengths in sorted(report["packing"].items()):
-        for length, n in sorted(lengths.items()):
-            dropped = ", ".join(f"{r} {d['tokens']:,}" for r, d in n["dropped"].items()) or "0"
-            rates = n.get("truncation_rate")
-            rate = f"{rates['concat']:.1%} / {rates['bfd']:.1%}" if rates else "-"
-            lines.append(
-                f"| {domain} | {length} | {n['tokens_in']:,} | {dropped} | "
-                f"{n['padding_tokens']:,} | {rate} |"
-            )
+    skipped = skipped_table(report)
+    lines += skipped.markdown() if skipped.rows else ["No record was left out."]
+    lines += ["", "## Packing waste", "", *packing_table(report).markdown()]
     lines += ["", "## Validation", ""]
     if validation is None:
         lines.append("Not run for this card: `longmix card PATH` validates before writing.")
@@ -292,23 +255,29 @@ def render(
         f"- config sha256 `{report['config_sha256']}`",
         "- rerunning the same config on the same inputs gives byte-identical shards",
         "",
-        "Input files, by size and modification time (UTC) as listed when the run started "
-        "(not read a second time to hash them):",
+        *Table(
+            "input files, by size and modification time (UTC) as listed when the run started "
+            "(not read a second time to hash them)",
+            ["file", "bytes", "modified"],
+            [[uri, f"{size:,}", modified] for uri, size, modified in inputs],
+        ).markdown(titled=True),
         "",
-        "| file | bytes | modified |",
-        "|---|---|---|",
-        *[f"| {uri} | {size:,} | {modified} |" for uri, size, modified in inputs],
-        "",
-        "Shards (sha1 from each directory's index.json):",
-        "",
-        "| shard | samples | sha1 |",
-        "|---|---|---|",
+        *Table(
+            "shards (sha1 from each directory's index.json)",
+            ["shard", "samples", "sha1"],
+            shard_rows(output, mix),
+        ).markdown(titled=True),
     ]
+    return "\n".join(lines) + "\n"
+
+
+def shard_rows(output: Path, mix: dict[str, Any]) -> list[list[str]]:
+    rows = []
     for name in mix["domains"]:
         index = json.loads((output / name / "index.json").read_text())
         for shard in index["shards"]:
             raw = shard.get("zip_data") or shard["raw_data"]
-            lines.append(
-                f"| {name}/{raw['basename']} | {shard['samples']} | `{raw['hashes']['sha1']}` |"
+            rows.append(
+                [f"{name}/{raw['basename']}", str(shard["samples"]), f"`{raw['hashes']['sha1']}`"]
             )
-    return "\n".join(lines) + "\n"
+    return rows

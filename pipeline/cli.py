@@ -1,11 +1,11 @@
-"""The `longmix` command line. User errors print one line and exit 2; no traceback."""
+"""The `longmix` command line: arguments, and every failure turned into one line and an exit
+status (user errors exit 2, with no traceback). The commands themselves are in
+`pipeline.commands`."""
 
 from __future__ import annotations
 
 import argparse
 import errno
-import importlib.util
-import json
 import logging
 import os
 import signal
@@ -14,25 +14,17 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import yaml
-from rich.console import Console
-from rich.table import Table
-
-from pipeline.errors import LongmixError
+from pipeline.commands import COMMANDS, console
 from pipeline.spark import silence_spark, spark_started
+from stages.logic.errors import LongmixError
 from stages.logic.redaction import scrub
-from stages.logic.storage import StorageOptions, write_text
 
-if TYPE_CHECKING:
-    from pipeline.config import SmokeConfig
-
-console = Console(stderr=True)
+DESCRIPTION = "Long-context training data (the ProLong recipe) prepared with Spark, as MDS shards."
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="longmix", description=__doc__)
+    root = argparse.ArgumentParser(prog="longmix", description=DESCRIPTION)
     root.add_argument(
         "--debug", action="store_true", help="print the full traceback of an unexpected error"
     )
@@ -103,271 +95,6 @@ def add_common(command: argparse.ArgumentParser) -> None:
     command.add_argument("--master", help="Spark master URL (default: the config's)")
 
 
-def run_prepare(args: argparse.Namespace) -> int:
-    from pipeline.config import load_config
-    from pipeline.main import prepare
-
-    config = load_config(args.config, args.overrides)
-    report = prepare(config, args.master)
-    if report.data.get("already_complete"):
-        console.print(
-            f"{config.output}: already complete with this config; nothing to do", soft_wrap=True
-        )
-        return 0
-    print_summary(report.data)
-    return 0
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    from pipeline.config import load_config
-    from pipeline.demo import build_corpus
-    from pipeline.main import prepare
-    from pipeline.presets import config_path
-
-    workdir = Path(args.workdir).resolve()
-    with console.status(f"building the demo corpus in {workdir / 'corpus'}"):
-        build_corpus(workdir / "corpus")
-    config = load_config(config_path("demo"), [f"run.workdir={workdir}", *args.overrides])
-    report = prepare(config, args.master)
-    print_summary(report.data)
-    outputs = ", ".join(f"{name} in {uri}" for name, uri in report["outputs"].items())
-    console.print(f"[bold green]demo done[/]: {outputs}; report in {config.output}/_report.json")
-    return 0
-
-
-def print_summary(report: dict) -> None:
-    documents = Table(title=f"longmix run {report['run']!r}: documents")
-    for column in ("source", "domain", "documents", "MB", "split groups"):
-        documents.add_column(column, justify="left" if column in ("source", "domain") else "right")
-    for source, domains in report["documents"].items():
-        for domain, numbers in domains.items():
-            documents.add_row(
-                source,
-                domain,
-                f"{numbers['documents']:,}",
-                f"{numbers['bytes'] / 1e6:,.1f}",
-                f"{numbers['split_groups']:,}",
-            )
-    console.print(documents)
-    skipped = Table(title="records left out (details in _report.json)")
-    for column in ("source", "reason", "records", "files", "bad input"):
-        skipped.add_column(column, justify="left" if column in ("source", "reason") else "right")
-    for source, info in report["sources"].items():
-        for reason, entry in info["skipped"].items():
-            skipped.add_row(
-                source,
-                reason,
-                f"{entry['count']:,}",
-                str(len(entry["files"])),
-                "yes" if entry["counts_as_bad"] else "no",
-            )
-    if skipped.row_count:
-        console.print(skipped)
-    if "packing" in report:
-        console.print(packing_table(report))
-    if "mix" in report:
-        console.print(mix_table(report["mix"]))
-    seconds = sum(report["stage_seconds"].values())
-    console.print(f"{report['input']['files']} input files, stages took {seconds:.1f} s")
-
-
-def packing_table(report: dict) -> Table:
-    table = Table(title=f"packed sequences ({report['tokenizer']['name']} tokens)")
-    columns = (
-        "domain",
-        "length",
-        "docs",
-        "tokens in",
-        "sequences",
-        "dropped",
-        "padding",
-        "split docs: concat / bfd",
-        "accounted",
-    )
-    for column in columns:
-        table.add_column(column, justify="left" if column == "domain" else "right")
-    for domain, lengths in sorted(report["packing"].items()):
-        for length, n in sorted(lengths.items()):
-            dropped = sum(d["tokens"] for d in n["dropped"].values())
-            table.add_row(
-                domain,
-                length,
-                f"{n['documents_in']:,}",
-                f"{n['tokens_in']:,}",
-                f"{n['sequences']:,}",
-                f"{dropped:,}",
-                f"{n['padding_tokens']:,}",
-                truncation(n),
-                "yes" if n["tokens_accounted"] else "NO",
-            )
-    return table
-
-
-def mix_table(mix: dict) -> Table:
-    table = Table(title="MDS output (mix.yaml)")
-    columns = ("directory", "available", "written", "repeat", "tokens: target", "achieved")
-    for column in columns:
-        table.add_column(column, justify="left" if column == "directory" else "right")
-    for directory, n in mix.items():
-        table.add_row(
-            directory,
-            f"{n['available_sequences']:,}",
-            f"{n['sequences']:,}",
-            f"{n['repeat']:.2f}",
-            f"{n['target_token_fraction']:.1%}",
-            f"{n['token_fraction']:.1%}",
-        )
-    return table
-
-
-def truncation(numbers: dict) -> str:
-    rates = numbers.get("truncation_rate")
-    return f"{rates['concat']:.1%} / {rates['bfd']:.1%}" if rates else "-"
-
-
-def run_validate(args: argparse.Namespace) -> int:
-    from pipeline.validate import validate
-
-    require_train_extra("validate")
-    with console.status(f"validating {args.path}"):
-        result = validate(args.path, StorageOptions(args.s3_endpoint_url))
-    if args.json:
-        print(result.to_json())
-        return 0 if result.ok else 1
-    if result.ok:
-        table = Table(title=f"{args.path}: every sample valid")
-        for column in ("directory", "samples", "tokens"):
-            table.add_column(column, justify="left" if column == "directory" else "right")
-        for directory in sorted(result.samples):
-            samples, tokens = result.samples[directory], result.tokens[directory]
-            table.add_row(directory, f"{samples:,}", f"{tokens:,}")
-        console.print(table)
-        return 0
-    console.print(f"[bold red]{len(result.failures)} problems[/] in {args.path}:")
-    for f in result.failures:
-        where = ", ".join(
-            part
-            for part in (f.directory, f.shard, None if f.sample is None else f"sample {f.sample}")
-            if part
-        )
-        console.print(f"  {where}: {f.rule}: {f.detail}", markup=False, highlight=False)
-    return 1
-
-
-def run_stats(args: argparse.Namespace) -> int:
-    from pipeline.stats_command import run_stats
-
-    return run_stats(
-        args.path,
-        args.compare,
-        args.plots,
-        args.json,
-        from_shards=args.from_shards,
-        config=args.config,
-        overrides=args.overrides,
-        master=args.master,
-    )
-
-
-def run_smoke(args: argparse.Namespace) -> int:
-    from pipeline.card import refresh_card
-    from pipeline.trainer.report import SMOKE_FILE, print_report
-    from pipeline.trainer.train import smoke
-    from stages.logic.storage import is_s3, join
-
-    require_train_extra("smoke")
-    storage = StorageOptions(args.s3_endpoint_url)
-    settings = smoke_settings(args, storage)
-    if not args.no_validate:
-        refuse_invalid(args.path, storage)
-    report = smoke(args.path, settings, storage, progress=not args.json)
-    write_text(join(args.path, SMOKE_FILE), report.to_json(), storage)
-    if args.json:
-        print(report.to_json())
-    else:
-        print_report(report.data, Console())
-    if not is_s3(args.path):
-        console.print(f"data card updated: {refresh_card(Path(args.path))}")
-    return 0 if report.ok else 1
-
-
-def refuse_invalid(path: str, storage: StorageOptions) -> None:
-    """Training on an output that breaks the contract would test the wrong thing."""
-    from pipeline.validate import validate
-
-    with console.status(f"validating {path}"):
-        result = validate(path, storage)
-    if not result.ok:
-        first = result.failures[0]
-        raise LongmixError(
-            f"{path} fails validation ({len(result.failures)} problems; first: {first.directory}"
-            f" {first.rule}: {first.detail}); `longmix validate` lists them, --no-validate "
-            "trains anyway"
-        )
-
-
-def smoke_settings(args: argparse.Namespace, storage: StorageOptions) -> SmokeConfig:
-    """The smoke section of `--config`, else of the config the run saved beside its output."""
-    from pipeline.config import load_config, smoke_config
-    from stages.logic.storage import exists, join, read_text
-
-    origin = args.config or join(args.path, "config.resolved.yaml")
-    if args.config:
-        section = load_config(args.config).smoke.model_dump()
-    elif exists(origin, storage):
-        section = (yaml.safe_load(read_text(origin, storage)) or {}).get("smoke")
-    else:
-        section = None
-    overrides = list(args.overrides)
-    if args.steps is not None:
-        overrides.append(f"smoke.steps={args.steps}")
-    return smoke_config(section, overrides, origin)
-
-
-def run_card(args: argparse.Namespace) -> int:
-    from pipeline.card import VALIDATION_FILE, write_card
-    from pipeline.validate import require_output, validate
-
-    require_output(args.path, StorageOptions())
-    validation = None
-    if not args.no_validate:
-        require_train_extra("card")
-        with console.status(f"validating {args.path}"):
-            validation = json.loads(validate(args.path, StorageOptions()).to_json())
-        write_text(
-            str(Path(args.path) / VALIDATION_FILE),
-            json.dumps(validation, indent=2),
-            StorageOptions(),
-        )
-    written = write_card(Path(args.path), Path(args.cards), validation)
-    console.print(f"data card written to {written} and {Path(args.path) / 'README.md'}")
-    if validation is not None and not validation["ok"]:
-        count = len(validation["failures"])
-        console.print(f"[bold red]{args.path} is not valid[/]: {count} problems, in the card")
-        return 1
-    return 0
-
-
-def require_train_extra(command: str) -> None:
-    """`prepare` runs without torch (a lean cluster environment); these commands need it."""
-    missing = [name for name in ("streaming", "torch") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise LongmixError(
-            f"longmix {command} reads shards with mosaicml-streaming and trains with torch; "
-            f"this environment lacks {', '.join(missing)}: pip install 'longmix[train]'"
-        )
-
-
-COMMANDS = {
-    "card": run_card,
-    "prepare": run_prepare,
-    "demo": run_demo,
-    "validate": run_validate,
-    "stats": run_stats,
-    "smoke": run_smoke,
-}
-
-
 def main(argv: list[str] | None = None) -> int:
     streams = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = Scrubbed(sys.stdout), Scrubbed(sys.stderr)
@@ -392,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return COMMANDS[args.command](args)
     except LongmixError as exc:
-        return fail(str(exc), 2)
+        return fail(exc.user_line(), 2)
     except KeyboardInterrupt:
         return stopped(*STOPS[signal.SIGINT])
     except Terminated:
@@ -409,6 +136,7 @@ STOPS = {
     signal.SIGINT: ("interrupted; rerun the same command to resume", 130),
     signal.SIGTERM: ("terminated; rerun the same command to resume", 143),
 }
+
 SIGNALLED: list[int] = []
 
 

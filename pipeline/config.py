@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_type_hints
 
 import yaml
 from pydantic import (
@@ -16,15 +17,16 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
 
-from pipeline.errors import LongmixError
+from stages.logic.errors import LongmixError
 from stages.logic.pack import DEFAULT_WINDOW_TOKENS
 from stages.logic.redaction import redact, remember, secrets_in
 from stages.logic.sources import PRESETS, SourceSpec
-from stages.logic.tokenizers import TokenizerSpec
+from stages.logic.stats import LONG_DOCUMENT_TOKENS, TABLE14_THRESHOLDS
 
 # Mappings whose own keys contain dots (Spark settings): `--set spark.conf.spark.x.y=1`.
 FREE_FORM = [("spark", "conf")]
@@ -68,24 +70,23 @@ class StorageConfig(Strict):
     s3_region: str | None = None
 
 
-class SourceConfig(Strict):
-    """One input: a preset from `stages.logic.sources.PRESETS`, a path, and any remapping."""
+def remappable_fields() -> dict[str, Any]:
+    """Every field of a source preset (`SourceSpec`) but its name, as an optional override:
+    the presets' dataclass is the one list of what a source can remap."""
+    types = get_type_hints(SourceSpec)
+    return {f.name: (types[f.name] | None, None) for f in fields(SourceSpec) if f.name != "name"}
 
-    preset: str
-    path: str | list[str]
-    domain: str | None = None
-    format: Literal["parquet", "jsonl"] | None = None
-    text_column: str | None = None
-    messages_column: str | None = None
-    id_column: str | None = None
-    group_column: str | None = None
-    subgroup_column: str | None = None
-    member_column: str | None = None
-    position_column: str | None = None
-    domain_column: str | None = None
-    domain_map: dict[str, str] | None = None
-    header: str | None = None
-    joiner: str | None = None
+
+class SourceConfig(
+    create_model(
+        "SourceFields",
+        __base__=Strict,
+        preset=(str, ...),
+        path=(str | list[str], ...),
+        **remappable_fields(),
+    )
+):
+    """One input: a preset from `stages.logic.sources.PRESETS`, a path, and any remapping."""
 
     @field_validator("preset")
     @classmethod
@@ -93,11 +94,6 @@ class SourceConfig(Strict):
         if value not in PRESETS:
             raise ValueError(f"unknown preset {value!r}; known: {', '.join(sorted(PRESETS))}")
         return value
-
-    def spec(self, name: str) -> SourceSpec:
-        """The preset with this source's overrides applied."""
-        overrides = self.model_dump(exclude={"preset", "path"}, exclude_none=True)
-        return PRESETS[self.preset].with_overrides(name=name, **overrides)
 
     def paths(self) -> list[str]:
         return [self.path] if isinstance(self.path, str) else list(self.path)
@@ -121,14 +117,6 @@ class TokenizerConfig(Strict):
         description="documents larger than this are encoded in parts on several threads, "
         "cut where the tokenizer's pre-tokenization splits anyway (0: never)",
     )
-
-    def spec(self, task_cpus: int) -> TokenizerSpec:
-        # Twice the task's cores: when a stage's last tasks run alone (a huge repository's
-        # parts), their spare threads use the cores the finished tasks left idle (measured:
-        # 28.3 s instead of 31.3 s end to end on 2 cores; 4 threads was slower again).
-        fields = self.model_dump()
-        fields["threads"] = self.threads or 2 * task_cpus
-        return TokenizerSpec(**fields)
 
 
 class DomainPacking(Strict):
@@ -217,8 +205,8 @@ class MdsConfig(Strict):
 class StatsConfig(Strict):
     """Length statistics: the paper's Table 3 threshold and Table 14 thresholds (tokens)."""
 
-    long_document_tokens: int = Field(default=65536, gt=0)
-    thresholds: list[int] = Field(default_factory=lambda: [4096, 8192, 16384, 32768])
+    long_document_tokens: int = Field(default=LONG_DOCUMENT_TOKENS, gt=0)
+    thresholds: list[int] = Field(default_factory=lambda: list(TABLE14_THRESHOLDS))
 
     def all_thresholds(self) -> tuple[int, ...]:
         return tuple(sorted({*self.thresholds, self.long_document_tokens}))
@@ -271,6 +259,14 @@ class SmokeConfig(Strict):
     model: SmokeModelConfig = Field(default_factory=SmokeModelConfig)
 
 
+class FaultsConfig(Strict):
+    """For tests only: faults injected into a run to exercise retries and resume (see
+    `stages.logic.mds.Faults`). Never part of the config digest."""
+
+    fail_once: str | None = None
+    hold_after_commit: str | None = None
+
+
 class Config(Strict):
     run: RunConfig = Field(default_factory=RunConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
@@ -283,6 +279,7 @@ class Config(Strict):
     mds: MdsConfig = Field(default_factory=MdsConfig)
     stats: StatsConfig = Field(default_factory=StatsConfig)
     smoke: SmokeConfig = Field(default_factory=SmokeConfig)
+    faults: FaultsConfig = Field(default_factory=FaultsConfig)
     read_target_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
 
     @model_validator(mode="after")
@@ -321,17 +318,18 @@ class Config(Strict):
             return self.resolve(f"_longmix_work/{self.run.name}")
         return f"{self.output.rstrip('/')}/_work"
 
-    def source_specs(self) -> dict[str, SourceSpec]:
-        return {name: source.spec(name) for name, source in self.sources.items()}
-
     def redacted(self) -> dict[str, Any]:
-        """The resolved config as saved beside outputs, with anything secret-looking masked."""
-        return redact(self.model_dump(mode="json"))
+        """The resolved config as saved beside outputs, with anything secret-looking masked
+        (and no `faults` section unless a test injected some)."""
+        data = self.model_dump(mode="json")
+        if not any(data["faults"].values()):
+            del data["faults"]
+        return redact(data)
 
     def digest(self, leave_out: tuple[str, ...] = ()) -> str:
-        """sha256 of what the data depends on (the smoke test's settings never matter);
-        `leave_out` names further sections that do not."""
-        ignored = ("smoke", *leave_out)
+        """sha256 of what the data depends on (the smoke test's settings and injected faults
+        never matter); `leave_out` names further sections that do not."""
+        ignored = ("smoke", "faults", *leave_out)
         data = {k: v for k, v in self.redacted().items() if k not in ignored}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 

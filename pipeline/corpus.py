@@ -1,4 +1,4 @@
-"""Writers for the published source layouts of FORMATS.md (used by the demo and the tests),
+"""Writers for the published source layouts of docs/FORMATS.md (used by the demo and tests),
 so that what longmix reads in a demo is exactly what it reads from a real download."""
 
 from __future__ import annotations

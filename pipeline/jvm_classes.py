@@ -5,7 +5,7 @@ Starting Spark's driver JVM and its first job spends most of their time loading 
 the same classes on every run: measured on 2 cores, a whole 30 MB `prepare` 43 s -> 34 s
 (session start 12.4 s -> 7.7 s, the first job 5.6 s -> 3.1 s). Writing the archive takes
 about a minute once, so runs never write it: `scripts/install.sh` (so `make demo` and `make test`)
-does, with `python -m pipeline.jvm_classes`, into the user's cache folder, keyed by the Java
+does, with `python -m pipeline.spark`, into the user's cache folder, keyed by the Java
 runtime and the Spark installation. A JVM that cannot use the archive starts as it would
 without one. Not used under spark-submit, which starts the JVM itself.
 """
@@ -17,7 +17,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from pipeline.java import java_executable, java_problem
+from pipeline.java import java_executable
 
 CACHE_VARIABLE = "LONGMIX_CACHE"
 # The JVM's unified logging would print a line per class it cannot archive (signed jars).
@@ -64,40 +64,3 @@ def adopt(dump: Path, archive: Path, worked: bool) -> None:
         os.replace(dump, archive)
     else:
         dump.unlink(missing_ok=True)
-
-
-def write_archive() -> Path | None:
-    """Run the kinds of work a `prepare` runs (Arrow Python tasks, a shuffle, parquet written
-    and read, a collect) in a JVM that archives its classes as it exits."""
-    import tempfile
-
-    from pipeline.config import SparkConfig
-    from pipeline.spark import build_session
-
-    archive = archive_path()
-    if archive is None or java_problem():
-        return None
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    dump = archive.with_name(f"{archive.name}.{os.getpid()}.partial")
-    conf = {
-        "spark.driver.extraJavaOptions": f"-XX:ArchiveClassesAtExit={dump} {QUIET}",
-        "spark.ui.showConsoleProgress": "false",
-    }
-    spark = build_session(SparkConfig(master="local[2]", conf=conf, class_cache=False))
-    worked = False
-    try:
-        with tempfile.TemporaryDirectory(prefix="longmix-classes-") as folder:
-            rows = spark.range(10_000).selectExpr("id", "id % 7 AS bucket", "xxhash64(id) AS h")
-            shuffled = rows.repartition(2, "bucket").sortWithinPartitions("bucket", "h")
-            arrow = shuffled.mapInArrow(lambda batches: batches, shuffled.schema)
-            arrow.write.mode("overwrite").partitionBy("bucket").parquet(f"{folder}/out")
-            spark.read.parquet(f"{folder}/out").where("bucket = 3").collect()
-        worked = True
-    finally:
-        adopt(dump, archive, worked)
-    return archive if archive.is_file() else None
-
-
-if __name__ == "__main__":
-    written = write_archive()
-    print(f"JVM class archive: {written or 'not written (no suitable Java)'}")

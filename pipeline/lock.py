@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from pipeline.errors import LongmixError
+from stages.logic.errors import LongmixError
 from stages.logic.storage import StorageOptions, bucket_and_key, claim, is_s3, join, s3_client
 
 LOCK = "_longmix.lock"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from pipeline import __version__
-from pipeline.errors import LongmixError
+from stages.logic.errors import LongmixError
 from stages.logic.storage import (
     StorageOptions,
     exists,

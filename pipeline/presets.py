@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pipeline.errors import LongmixError
+from stages.logic.errors import LongmixError
 
 PACKAGED = Path(__file__).parent / "configs"
 REPOSITORY = Path(__file__).parent.parent / "configs"

@@ -1,5 +1,6 @@
 """The run report (`_report.json` beside the output): what went in, what came out, what was
-left out and why, and how long each stage took."""
+left out and why, and how long each stage took. Each section is written once, by the step
+that owns it; the driver merges them."""
 
 from __future__ import annotations
 
@@ -26,6 +27,13 @@ class RunReport:
             "stage_seconds": {},
         }
 
+    @classmethod
+    def restored(cls, saved: dict[str, Any]) -> RunReport:
+        """The saved report of a run that finished with the same config."""
+        report = cls(saved["run"], saved["config_sha256"])
+        report.data = {**saved, "already_complete": True}
+        return report
+
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         start = time.perf_counter()
@@ -35,8 +43,12 @@ class RunReport:
             elapsed = time.perf_counter() - start
             self.data["stage_seconds"][name] = round(elapsed, 3)
 
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.data[key] = value
+    def add(self, **sections: Any) -> None:
+        """New sections; one that is already there has another owner."""
+        taken = sorted(set(sections) & set(self.data))
+        if taken:
+            raise ValueError(f"report sections written twice: {', '.join(taken)}")
+        self.data.update(sections)
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]

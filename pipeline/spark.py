@@ -7,12 +7,15 @@ import contextlib
 import os
 import signal
 import sys
+import tempfile
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 from pipeline.config import SparkConfig
-from pipeline.errors import LongmixError
 from pipeline.java import java_problem
-from pipeline.jvm_classes import archive_path, java_options
+from pipeline.jvm_classes import QUIET, adopt, archive_path, java_options
+from stages.logic.errors import LongmixError, task_message
 
 JAVA_GC_OPTIONS = (
     "-XX:+IgnoreUnrecognizedVMOptions -XX:+UnlockDiagnosticVMOptions "
@@ -54,7 +57,7 @@ EMBEDDED_QUIET_LOGGERS = [
     "org.apache.spark.sql.execution.datasources.FileFormatDataWriter",
     "org.apache.hadoop.mapreduce.lib.output.FileOutputCommitter",
     # Warns with a dump of every column's buffers when a row group of large documents
-    # allocated more than three times its size: the sizes are bounded (main.py), not a fault.
+    # allocated more than three times its size: the sizes are bounded (driver.py), not a fault.
     "org.apache.parquet.hadoop.InternalParquetRecordWriter",
 ]
 
@@ -126,3 +129,54 @@ def quiet_task_failures(session) -> None:
     log4j = jvm.org.apache.logging.log4j
     for name in EMBEDDED_QUIET_LOGGERS:
         log4j.core.config.Configurator.setLevel(name, log4j.Level.OFF)
+
+
+@contextlib.contextmanager
+def task_failures_as_errors() -> Iterator[None]:
+    """A failed Spark job raised as the one line it means for the user, where it can be
+    stated: a TaskError's line (found by its marker in the text Spark hands over) or a full
+    disk; anything else as it came."""
+    try:
+        yield
+    except LongmixError:
+        raise
+    except Exception as exc:
+        text = str(exc)
+        message = task_message(text)
+        if message is None and "No space left on device" in text:
+            message = "disk full (no space left on device) while Spark tasks wrote data"
+        if message is None:
+            raise
+        raise LongmixError(message) from None
+
+
+def write_class_archive() -> Path | None:
+    """Run the kinds of work a `prepare` runs (Arrow Python tasks, a shuffle, parquet written
+    and read, a collect) in a JVM that archives its classes as it exits."""
+    archive = archive_path()
+    if archive is None or java_problem():
+        return None
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    dump = archive.with_name(f"{archive.name}.{os.getpid()}.partial")
+    conf = {
+        "spark.driver.extraJavaOptions": f"-XX:ArchiveClassesAtExit={dump} {QUIET}",
+        "spark.ui.showConsoleProgress": "false",
+    }
+    spark = build_session(SparkConfig(master="local[2]", conf=conf, class_cache=False))
+    worked = False
+    try:
+        with tempfile.TemporaryDirectory(prefix="longmix-classes-") as folder:
+            rows = spark.range(10_000).selectExpr("id", "id % 7 AS bucket", "xxhash64(id) AS h")
+            shuffled = rows.repartition(2, "bucket").sortWithinPartitions("bucket", "h")
+            arrow = shuffled.mapInArrow(lambda batches: batches, shuffled.schema)
+            arrow.write.mode("overwrite").partitionBy("bucket").parquet(f"{folder}/out")
+            spark.read.parquet(f"{folder}/out").where("bucket = 3").collect()
+        worked = True
+    finally:
+        adopt(dump, archive, worked)
+    return archive if archive.is_file() else None
+
+
+if __name__ == "__main__":
+    written = write_class_archive()
+    print(f"JVM class archive: {written or 'not written (no suitable Java)'}")

@@ -1,5 +1,5 @@
 """Length statistics (`_stats.json`), the paper's tables computed from them, and the same
-statistics recomputed from an MDS dataset for `longmix stats`."""
+statistics recomputed from any MDS dataset for `longmix stats`."""
 
 from __future__ import annotations
 
@@ -10,9 +10,16 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import LongmixError
-from stages.logic.pack import document_lengths
-from stages.logic.stats import STAGES, count_lengths
+from pipeline.shards import download, shard_reader
+from stages.logic.errors import LongmixError
+from stages.logic.stats import (
+    LONG_DOCUMENT_TOKENS,
+    STAGES,
+    TABLE14_THRESHOLDS,
+    count_lengths,
+    document_lengths,
+)
+from stages.logic.storage import StorageOptions, is_s3
 from stages.logic.tally import Tally
 
 STATS_FILE = "_stats.json"
@@ -95,8 +102,6 @@ def mds_stats(root: Path, thresholds: tuple[int, ...], long: int) -> dict[str, A
 
 
 def count_shard(tally: Tally, folder: Path, shard: dict, thresholds: tuple[int, ...]) -> None:
-    from pipeline.validate import shard_reader
-
     with tempfile.TemporaryDirectory(prefix="longmix-shard-") as scratch:
         reader, problem = shard_reader(folder, shard, Path(scratch))
         if problem:
@@ -106,3 +111,32 @@ def count_shard(tally: Tally, folder: Path, shard: dict, thresholds: tuple[int, 
             ids = np.asarray(sample["input_ids"])
             lengths = document_lengths(ids, sample["indices"], sample.get("mask"))
             count_lengths(tally, "packed", "", sample["domain"], lengths, thresholds)
+
+
+def load_stats(
+    path: str, from_shards: bool = False, storage: StorageOptions | None = None
+) -> dict[str, Any]:
+    """A longmix output's `_stats.json`, or the statistics of an MDS dataset's samples; an
+    S3 path is downloaded to a temporary folder first."""
+    if is_s3(path):
+        with tempfile.TemporaryDirectory(prefix="longmix-stats-") as local:
+            download(path, Path(local), storage or StorageOptions())
+            return load_stats(local, from_shards)
+    root = Path(path)
+    saved = json.loads((root / STATS_FILE).read_text()) if (root / STATS_FILE).exists() else None
+    if saved and not from_shards:
+        return saved
+    if (root / "index.json").exists() or list(root.glob("*/index.json")):
+        thresholds = tuple(saved["thresholds"]) if saved else TABLE14_THRESHOLDS
+        long = saved["long_document_tokens"] if saved else LONG_DOCUMENT_TOKENS
+        return mds_stats(root, thresholds, long)
+    raise LongmixError(f"{path}: neither a longmix output ({STATS_FILE}) nor an MDS dataset")
+
+
+def paper_tables(stats: dict[str, Any]) -> dict[str, Any]:
+    """Table 14 (after packing) and, where documents were counted, Table 3."""
+    out: dict[str, Any] = {"share_over_after_packing": share_over_table(stats, stats["thresholds"])}
+    if stats["histograms"]["document"]:
+        long = stats["long_document_tokens"]
+        out["long_tokens_per_source"] = long_tokens_table(stats, long)
+    return out

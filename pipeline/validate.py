@@ -1,6 +1,6 @@
 """`longmix validate PATH`: every sample of every directory of a longmix output, read with
 mosaicml-streaming's shard readers and checked against the contract the ProLong trainer
-relies on (../shared/RECIPE.md) and against the run's own `mix.yaml` and report.
+relies on (docs/OUTPUT.md) and against the run's own `mix.yaml` and report.
 
 Rules: `missing_index`, `missing_shard`, `corrupted_shard` (sha1 from index.json),
 `unreadable_sample`, `length` (input_ids length = `length` = the directory's length),
@@ -27,10 +27,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from pipeline.errors import LongmixError
 from pipeline.mixfile import MIX_FILE
 from pipeline.report import REPORT_FILE
-from stages.logic.storage import StorageOptions, exists, is_s3, join, list_files, resolve
+from pipeline.shards import download, shard_reader
+from stages.logic.errors import LongmixError
+from stages.logic.storage import StorageOptions, exists, is_s3, join
 
 
 @dataclass(frozen=True)
@@ -90,18 +91,6 @@ def validate(path: str, storage: StorageOptions) -> Validation:
     with tempfile.TemporaryDirectory(prefix="longmix-validate-") as local:
         download(path, Path(local), storage)
         return validate_local(Path(local))
-
-
-def download(uri: str, local: Path, storage: StorageOptions) -> None:
-    fs, _ = resolve(uri, storage)
-    for remote in list_files(uri, storage):
-        relative = remote[len(uri.rstrip("/")) + 1 :]
-        if relative.startswith("_work/"):
-            continue
-        target = local / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with fs.open_input_file(remote[len("s3://") :]) as stream:
-            target.write_bytes(stream.read())
 
 
 def validate_local(root: Path) -> Validation:
@@ -178,40 +167,6 @@ def check_directory(
             "sample_count",
             f"index.json declares {declared} samples, {summary.samples[directory]} were read",
         )
-
-
-def shard_reader(folder: Path, shard: dict, scratch: Path) -> tuple[Any, tuple[str, str] | None]:
-    """streaming's reader of one shard (a compressed one unpacked into `scratch`), or the
-    reason it cannot be read."""
-    from streaming.base.format import reader_from_json
-
-    problem = shard_problem(folder, shard, scratch)
-    if problem:
-        return None, problem
-    base = scratch if shard.get("zip_data") else folder
-    return reader_from_json(str(base), None, shard), None
-
-
-def shard_problem(folder: Path, shard: dict, scratch: Path) -> tuple[str, str] | None:
-    """A missing or corrupted shard file; a compressed shard is unpacked into `scratch`."""
-    from streaming.base.compression import decompress
-
-    stored = shard.get("zip_data") or shard["raw_data"]
-    path = folder / stored["basename"]
-    if not path.exists():
-        return "missing_shard", f"{path} does not exist"
-    data = path.read_bytes()
-    expected = stored.get("hashes", {}).get("sha1")
-    if expected and hashlib.sha1(data).hexdigest() != expected:
-        return "corrupted_shard", f"sha1 of {path} differs from index.json"
-    if shard.get("zip_data"):
-        raw = scratch / shard["raw_data"]["basename"]
-        raw.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            raw.write_bytes(decompress(shard["compression"], data))
-        except Exception as exc:
-            return "corrupted_shard", f"{path} does not decompress: {exc!r}"[:200]
-    return None
 
 
 def sample_problems(

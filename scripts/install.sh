@@ -30,7 +30,7 @@ fi
   || { echo "install.sh: longmix does not import from $venv" >&2; exit 1; }
 if [[ "$mode" == "--editable" ]]; then
   # A checkout's embedded runs start seconds faster with an archive of the driver JVM's
-  # classes (pipeline/jvm_classes.py); writing it takes about a minute, once.
-  "$venv/bin/python" -m pipeline.jvm_classes \
+  # classes (pipeline/jvm_classes.py; `python -m pipeline.spark` writes it): about a minute, once.
+  "$venv/bin/python" -m pipeline.spark \
     || echo "install.sh: no JVM class archive written; runs start a few seconds slower" >&2
 fi

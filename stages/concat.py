@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from stages.logic.concat import INPUT_COLUMNS, concat_partition
-from stages.logic.documents import DOCUMENT_SCHEMA
+from stages.logic.schemas import DOCUMENT_SCHEMA
 from stages.logic.sources import SourceSpec
 
 SEP = "\x1f"

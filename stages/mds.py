@@ -6,16 +6,16 @@ from collections.abc import Iterable, Iterator
 from functools import partial
 
 import pyarrow as pa
-from pyspark import TaskContext
 from pyspark.sql import DataFrame
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from stages.logic.mds import COMMIT_SCHEMA, WRITE_COLUMNS, MdsSpec, write_partition
+from stages.tasks import attempt_number
 
 
 def write_attempt(batches: Iterable[pa.RecordBatch], spec: MdsSpec) -> Iterator[pa.RecordBatch]:
     """The task attempt's number names its private folders."""
-    yield from write_partition(batches, spec, TaskContext.get().attemptNumber())
+    yield from write_partition(batches, spec, attempt_number())
 
 
 def write_mds(selected: DataFrame, spec: MdsSpec, partitions: int) -> DataFrame:

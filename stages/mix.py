@@ -10,8 +10,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from stages.logic.mds import COMMIT_SCHEMA, MdsSpec, unit_sequences
-from stages.logic.mix import MixTarget, SpecKey
-from stages.logic.pack import SEQUENCE_SCHEMA
+from stages.logic.mix import MixTarget
+from stages.logic.schemas import SEQUENCE_SCHEMA, SpecKey
 
 RANK = ["rank", "bucket", "seq_no"]
 

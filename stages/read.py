@@ -7,8 +7,8 @@ from functools import partial
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from stages.logic.documents import READ_SCHEMA
 from stages.logic.read import ReadTask, encode_bin, plan_bins, read_partition
+from stages.logic.schemas import READ_SCHEMA
 from stages.logic.sources import SourceSpec
 from stages.logic.storage import StorageOptions
 

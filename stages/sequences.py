@@ -12,22 +12,15 @@ from collections.abc import Iterable, Iterator
 from functools import partial
 
 import pyarrow as pa
-from pyspark import TaskContext
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from stages.concat import MEMBER_ORDER, unit, with_member_order
-from stages.logic.mds import MdsSpec, UnitSink
-from stages.logic.pack import SEQUENCE_SCHEMA
+from stages.logic.mds import MdsSpec
+from stages.logic.schemas import SEQUENCE_SCHEMA
 from stages.logic.sequences import INPUT_COLUMNS, SequencePlan, sequences_partition
-
-
-def attempt_sink(units: tuple[MdsSpec, dict] | None) -> UnitSink | None:
-    """The task attempt's MDS sink: its attempt number names the unit folders it writes."""
-    if units is None:
-        return None
-    return UnitSink(*units, TaskContext.get().attemptNumber())
+from stages.tasks import attempt_sink
 
 
 def sequences_task(

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline import corpus
-from pipeline.main import prepare
+from pipeline.driver import prepare
 from tests.conftest import TEST_SPARK_CONF, make_config, prepare_cli
 
 

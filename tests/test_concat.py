@@ -8,7 +8,7 @@ import pytest
 
 from pipeline import corpus
 from pipeline.demo import package_files
-from pipeline.main import prepare
+from pipeline.driver import prepare
 from stages.logic.concat import concatenate_rows
 from stages.logic.sources import PRESETS
 from tests.conftest import make_config

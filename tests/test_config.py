@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import load_config
-from pipeline.errors import LongmixError
+from pipeline.specs import source_specs
+from stages.logic.errors import LongmixError
 
 MINIMAL = """
 run: {name: t, output: out, seed: 3}
@@ -22,7 +23,7 @@ def test_loads_and_resolves_relative_paths(tmp_path):
     config = load_config(write(tmp_path, MINIMAL), [f"run.workdir={tmp_path}"])
     assert config.output == str(tmp_path / "out")
     assert config.resolve("s3://b/x") == "s3://b/x"
-    assert config.source_specs()["web"].domain == "fineweb-2023-50"
+    assert source_specs(config)["web"].domain == "fineweb-2023-50"
 
 
 def test_set_overrides_parse_yaml_values(tmp_path):
@@ -31,7 +32,7 @@ def test_set_overrides_parse_yaml_values(tmp_path):
         ["run.seed=11", "run.strict=true", "sources.web.domain=web", "concat.max_document_bytes=9"],
     )
     assert (config.run.seed, config.run.strict) == (11, True)
-    assert config.source_specs()["web"].domain == "web"
+    assert source_specs(config)["web"].domain == "web"
     assert config.concat.max_document_bytes == 9
 
 

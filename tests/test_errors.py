@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import corpus
-from pipeline.main import prepare
+from pipeline.driver import prepare
 from pipeline.ownership import MARKER
 from tests.conftest import make_config, prepare_cli
 from tests.test_ownership import fineweb_corpus, one_error_line, one_source

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from pipeline.validate import validate
-from stages.logic.mds import HOLD_VARIABLE
 from stages.logic.storage import StorageOptions
 from tests.conftest import download_tree, prepare_cli, prepare_command
 from tests.fault_proxy import FaultPlan, FaultProxy
@@ -23,12 +22,11 @@ def stop_once_committing(config: dict, folder: Path, signum: int) -> subprocess.
     once the first unit is committed (its task then waits, so the run is stopped half-way)."""
     held = folder / "held"
     process = subprocess.Popen(
-        prepare_command(config, folder, "stopped"),
+        prepare_command({**config, "faults": {"hold_after_commit": str(held)}}, folder, "stopped"),
         start_new_session=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, HOLD_VARIABLE: str(held)},
     )
     deadline = time.time() + 300
     while not held.exists() and time.time() < deadline:

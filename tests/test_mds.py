@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.errors import LongmixError
-from pipeline.main import prepare
+from pipeline.driver import prepare
 from pipeline.validate import validate
-from stages.logic.mds import FAIL_ONCE_VARIABLE, HOLD_VARIABLE
+from stages.logic.errors import LongmixError
 from stages.logic.storage import StorageOptions
 from tests.conftest import TEST_SPARK_CONF, cards_beside, make_config, prepare_cli, prepare_command
 from tests.test_pack_spark import PACKING, sources
@@ -69,7 +68,7 @@ def fingerprint(output: Path) -> dict[str, list[str]]:
     """Per directory of mix.yaml, the sha1 of every sample's tokens in index order (the order
     an unshuffled reader sees them), read with streaming's shard readers: a StreamingDataset
     per directory would hold shared memory and file descriptors until the process ends."""
-    from pipeline.validate import shard_reader
+    from pipeline.shards import shard_reader
 
     mix = yaml.safe_load((output / "mix.yaml").read_text())
     out = {}
@@ -215,8 +214,8 @@ def test_a_dying_task_and_speculation_leave_every_sample_exactly_once_without_to
         tmp_path / "out",
         spark={"master": "local[2,4]", "conf": {"spark.speculation": True}},
     )
+    config["faults"] = {"fail_once": f"{tmp_path / 'failed'}:3"}
     env, loaded = without_torch(tmp_path)
-    env[FAIL_ONCE_VARIABLE] = f"{tmp_path / 'failed'}:3"
     result = prepare_cli(config, tmp_path, "faulty", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "failed").exists()  # the hook did kill an attempt mid-unit
@@ -232,11 +231,10 @@ def test_a_killed_run_resumes_to_the_same_output(tmp_path, mixed_corpus, referen
     commits = tmp_path / "out/_commits"
     held = tmp_path / "held"  # the first unit committed, its task waits to be killed
     process = subprocess.Popen(
-        prepare_command(config, tmp_path, "killed"),
+        prepare_command({**config, "faults": {"hold_after_commit": str(held)}}, tmp_path, "killed"),
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, HOLD_VARIABLE: str(held)},
     )
     deadline = time.time() + 300
     while not held.exists() and time.time() < deadline:

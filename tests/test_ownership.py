@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from pipeline import corpus
-from pipeline.errors import LongmixError
+from pipeline.driver import prepare
 from pipeline.lock import LOCK, LocalLock, S3Lock, run_lock
-from pipeline.main import prepare
 from pipeline.ownership import MARKER
 from pipeline.validate import validate
+from stages.logic.errors import LongmixError
 from stages.logic.storage import StorageOptions
 from tests.conftest import TEST_SPARK_CONF, make_config, prepare_cli, prepare_command
 

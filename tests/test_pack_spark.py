@@ -6,7 +6,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.main import prepare
+from pipeline.driver import prepare
 from stages.logic.tokenizers import TokenizerSpec, load_tokenizer
 from tests.conftest import TEST_SPARK_CONF, make_config, prepare_cli
 

@@ -14,7 +14,7 @@ from PIL import Image
 from pipeline import corpus
 from pipeline.card import SECTIONS
 from pipeline.demo import descriptions
-from pipeline.main import prepare
+from pipeline.driver import prepare
 from pipeline.plots import DPI, FIGURE_SIZE
 from pipeline.stats import long_tokens_table, share_over_table
 from stages.logic.stats import log2_bins, member_token_counts

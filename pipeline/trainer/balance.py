@@ -13,15 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-def document_lengths(indices: np.ndarray) -> np.ndarray:
-    return np.diff(np.asarray(indices, dtype=np.int64), axis=1)[:, 0]
+from stages.logic.stats import segment_lengths
 
 
 def attended_pairs(indices: np.ndarray) -> int:
     """Query-key pairs attended under document masking: sum of n(n+1)/2 over documents (full
     causal attention over the sequence is L(L+1)/2)."""
-    lengths = document_lengths(indices)
+    lengths = segment_lengths(indices)
     return int((lengths * (lengths + 1) // 2).sum())
 
 

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from pipeline.errors import LongmixError
 from pipeline.mixfile import MIX_FILE
 from pipeline.report import REPORT_FILE
-from pipeline.trainer.balance import document_lengths
+from stages.logic.errors import LongmixError
+from stages.logic.stats import segment_lengths
 from stages.logic.storage import (
     StorageOptions,
     exists,
@@ -44,7 +44,7 @@ class Sample:
     @property
     def squared_lengths(self) -> int:
         """ProLong's reordering key: the sum of squared document lengths."""
-        return int((document_lengths(self.indices) ** 2).sum())
+        return int((segment_lengths(self.indices) ** 2).sum())
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def to_sample(output: Output, item: dict[str, Any]) -> Sample:
 
 def unreadable(path: str, exc: Exception) -> str:
     """Name the shard streaming could not read, when the output is local."""
-    from pipeline.validate import shard_problem
+    from pipeline.shards import shard_problem
 
     detail = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
     if not is_s3(path):

@@ -17,7 +17,6 @@ import torch
 from rich.progress import Progress
 
 from pipeline.config import SmokeConfig
-from pipeline.errors import LongmixError
 from pipeline.trainer.balance import balance, device_order
 from pipeline.trainer.data import Sample, Vocabulary, open_output, read_epoch
 from pipeline.trainer.masking import IGNORE, labels
@@ -29,6 +28,7 @@ from pipeline.trainer.model import (
     loss_sum,
 )
 from pipeline.trainer.report import SmokeReport, StepRecord, build_report
+from stages.logic.errors import LongmixError
 from stages.logic.storage import StorageOptions
 
 ROPE_THETA_64K = 8e6  # RECIPE: Llama-3's 5e5 raised for 64K ...

@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from stages.logic.batches import batched, rows_of
-from stages.logic.documents import DOCUMENT_SCHEMA, row_bytes
+from stages.logic.schemas import DOCUMENT_SCHEMA, row_bytes
 from stages.logic.sources import SourceSpec
 
 INPUT_COLUMNS = ["id", "source", "domain", "kind", "group", "member", "text"]

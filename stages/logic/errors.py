@@ -1,7 +1,8 @@
-"""Failures inside Spark tasks that the driver turns into one line for the user.
+"""Every error longmix states for the user, under one root: the CLI prints it as one line.
 
-Spark hands the driver a task's Python traceback as text inside a Java exception; the marker
-lets the driver find the one line meant for the user in it.
+A task's error reaches the driver only as text (Spark hands over the Python traceback inside
+a Java exception), so a TaskError carries a marker that lets the driver find its line there
+(`task_message`); `pipeline.spark.as_longmix_error` is the one place that does.
 """
 
 from __future__ import annotations
@@ -9,15 +10,25 @@ from __future__ import annotations
 MARKER = "longmix-task-error: "
 
 
-class TaskError(Exception):
+class LongmixError(Exception):
+    """A problem with the input, the config or the environment, stated for the user."""
+
+    def user_line(self) -> str:
+        return str(self)
+
+
+class TaskError(LongmixError):
     """A problem a task can state for the user: its cause, and the file and record."""
 
     def __init__(self, message: str):
         super().__init__(MARKER + message)
         self.message = message
 
+    def user_line(self) -> str:
+        return self.message
 
-def user_message(text: str) -> str | None:
+
+def task_message(text: str) -> str | None:
     """The user's line from a failed job's error text, if a TaskError raised it."""
     at = text.find(MARKER)
     if at < 0:

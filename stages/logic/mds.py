@@ -32,7 +32,8 @@ import pyarrow as pa
 
 from stages.logic.errors import TaskError
 from stages.logic.mds_format import INDEX, ShardWriter, merged_index, raw_shard, shard_samples
-from stages.logic.pack import RowBuffer, Sequence, batch_sequences
+from stages.logic.pack import Sequence
+from stages.logic.rows import RowBuffer, batch_sequences
 from stages.logic.storage import (
     StorageOptions,
     claim,
@@ -48,7 +49,6 @@ from stages.logic.storage import (
     upload_folder,
     write_text,
 )
-from stages.logic.tally import Tally
 
 COMMIT_SCHEMA = pa.schema(
     [
@@ -63,12 +63,19 @@ COMMITS = "_commits"
 # the mix reuses them). Deleted with stale commits.
 PASS_MARKER = "_pass.json"
 ATTEMPTS = "_attempts"
-# Test-only: "<marker path>:<samples>" makes the first attempt to reach that many samples in
-# a unit die (once: the marker file records that it happened), to exercise retries.
-FAIL_ONCE_VARIABLE = "LONGMIX_TEST_FAIL_ONCE"
-# Test-only: a marker path makes the task that commits the first unit create it and wait
-# there, so that a test kills the run half-way however fast the units are written.
-HOLD_VARIABLE = "LONGMIX_TEST_HOLD_AFTER_COMMIT"
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Faults a test injects through the config (`faults`), each once: the marker file a
+    fault creates records that it happened."""
+
+    # "<marker path>:<samples>": the first attempt to reach that many samples in a unit
+    # dies, to exercise retries.
+    fail_once: str | None = None
+    # A marker path: the task that commits the first unit creates it and waits there, so
+    # that a test kills the run half-way however fast the units are written.
+    hold_after_commit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,7 @@ class MdsSpec:
     shard_size: int = 64 * 1024 * 1024
     masked: frozenset[str] = frozenset()  # directories whose samples carry `mask`
     digest: str = ""  # of the config the shards come from: commits of another are stale
+    faults: Faults = Faults()
 
     def columns(self, directory: str) -> dict[str, str]:
         columns = {
@@ -181,7 +189,7 @@ class UnitWriter:
         self.target = join(spec.root, directory, self.folder)
         start_attempt(spec, directory, self.folder)
         self.scratch = tempfile.mkdtemp(prefix="longmix-mds-") if is_s3(self.target) else None
-        self.fail_at = fail_once_at()
+        self.fail_at = fail_once_at(spec.faults)
         self.count = self.tokens = 0
         self.writer = self.guarded(
             ShardWriter,
@@ -198,7 +206,7 @@ class UnitWriter:
         self.count += 1
         self.tokens += sample["length"]
         if self.count == self.fail_at:
-            self.guarded(fail, f"{FAIL_ONCE_VARIABLE}: attempt dies in {self.target}")
+            self.guarded(fail, f"faults.fail_once: attempt dies in {self.target}")
 
     def commit(self) -> dict[str, Any]:
         if self.record is not None:
@@ -219,7 +227,7 @@ class UnitWriter:
             "shards": shards,
         }
         if claim(self.marker, json.dumps(record, sort_keys=True), self.spec.storage):
-            hold_once()
+            hold_once(self.spec.faults)
             return record
         delete_folder(self.target, self.spec.storage)
         return json.loads(read_text(self.marker, self.spec.storage))
@@ -279,7 +287,7 @@ def unit_sequences(batches: Iterable[pa.RecordBatch], spec: MdsSpec) -> Iterator
     """mapInArrow body over COMMIT_SCHEMA rows: each committed unit's samples read back from
     its shards, as SEQUENCE_SCHEMA `sequence` rows numbered by their place in the unit (the
     packer's `seq_no`: a unit holds its bucket's sequences in order)."""
-    out = RowBuffer(Tally())
+    out = RowBuffer(None)
     for batch in batches:
         for row in batch.to_pylist():
             record = json.loads(row["record"])
@@ -309,28 +317,25 @@ def encode(sample: dict[str, Any], spec: MdsSpec) -> dict[str, Any]:
     return out
 
 
-def fail_once_at() -> int | None:
-    setting = os.environ.get(FAIL_ONCE_VARIABLE)
-    if not setting:
+def fail_once_at(faults: Faults) -> int | None:
+    if not faults.fail_once:
         return None
-    marker, _, samples = setting.rpartition(":")
-    try:
-        handle = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        return None
-    os.close(handle)
-    return int(samples)
+    marker, _, samples = faults.fail_once.rpartition(":")
+    return int(samples) if first_time(marker) else None
 
 
-def hold_once() -> None:
-    marker = os.environ.get(HOLD_VARIABLE)
-    if not marker:
-        return
+def hold_once(faults: Faults) -> None:
+    if faults.hold_after_commit and first_time(faults.hold_after_commit):
+        time.sleep(600)
+
+
+def first_time(marker: str) -> bool:
+    """Creates `marker`; False if it existed."""
     try:
         os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except FileExistsError:
-        return
-    time.sleep(600)
+        return False
+    return True
 
 
 def clear_stale(spec: MdsSpec) -> bool:

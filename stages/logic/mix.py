@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SpecKey = tuple[str, int]
+from stages.logic.errors import LongmixError
+from stages.logic.schemas import SpecKey
 
 
-class MixError(Exception):
+class MixError(LongmixError):
     """A mix that cannot be met; the message names the domain and the numbers."""
 
 

@@ -6,8 +6,8 @@ the given (seeded) order and the truncated part of the last one starts the next 
 SFT: the same, but the truncated part is discarded. Every document is wrapped in BOS / EOS
 as configured. Work runs per bucket (a fixed, seeded share of the documents), so what a
 sequence holds does not depend on Spark's partitioning; each bucket's last, partial sequence
-is handed on and packed with the others (`pack_leftovers`), so a whole run loses at most one
-partial sequence per (domain, length).
+is handed on and packed with the others (`leftovers.leftover_partition`), so a whole run
+loses at most one partial sequence per (domain, length).
 
 Every token is accounted for: input tokens + added special tokens = output tokens + drops.
 """
@@ -15,38 +15,23 @@ Every token is accounted for: input tokens + added special tokens = output token
 from __future__ import annotations
 
 import bisect
-import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
-import pyarrow as pa
-
-from stages.logic.stats import DEFAULT_THRESHOLDS, count_lengths
-from stages.logic.tally import Tally
 
 Mode = Literal["long", "short", "sft"]
+
 Method = Literal["concat", "bfd"]
+
 DEFAULT_WINDOW_TOKENS = 16 * 1024 * 1024
 
-# Token ids travel as int32: Spark has no unsigned types and every vocabulary fits in 31
-# bits; the MDS writer stores them as uint32. A task's counts travel as one `tally` row.
-SEQUENCE_SCHEMA = pa.schema(
-    [
-        ("row_type", pa.large_string()),  # sequence | partial | tally | commit
-        ("domain", pa.large_string()),
-        ("seq_len", pa.int32()),
-        ("bucket", pa.int32()),
-        ("seq_no", pa.int64()),
-        ("input_ids", pa.list_(pa.int32())),
-        ("indices", pa.list_(pa.int32())),  # flattened (n, 2) [start, end) pairs
-        ("mask", pa.list_(pa.int8())),
-        ("tally", pa.large_string()),
-        ("record", pa.large_string()),  # an MDS unit's commit record, JSON
-    ]
-)
+
+def carries_mask(mode: Mode, method: Method) -> bool:
+    """Whether a packer's sequences carry `mask` (and so their MDS directory a mask column)."""
+    return mode == "sft" or method == "bfd"
 
 
 @dataclass(frozen=True)
@@ -62,6 +47,11 @@ class PackSpec:
     @property
     def pad(self) -> int:
         return self.eos if self.eos is not None else 0
+
+    @property
+    def carries_mask(self) -> bool:
+        """SFT masks what is not a response; best-fit masks its padding."""
+        return carries_mask(self.mode, self.method)
 
 
 @dataclass
@@ -285,198 +275,3 @@ def pack_partials(partials: Iterable[Sequence], spec: PackSpec, drops: Drops) ->
     final = packer.partial()
     if final is not None:
         drops.add("final_partial", len(final.input_ids), len(final.indices))
-
-
-SpecKey = tuple[str, int]
-BATCH_TOKENS = 4 * 1024 * 1024
-
-
-def list_column(arrays: list[np.ndarray | None], dtype: pa.DataType) -> pa.Array:
-    """A list column from numpy arrays (None: a null list), without Python int lists."""
-    lengths = np.array([0 if a is None else len(a) for a in arrays], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
-    present = [a for a in arrays if a is not None]
-    values = np.concatenate(present) if present else np.array([], dtype.to_pandas_dtype())
-    mask = pa.array([a is None for a in arrays]) if len(present) < len(arrays) else None
-    return pa.ListArray.from_arrays(
-        pa.array(offsets, pa.int32()), pa.array(values.astype(dtype.to_pandas_dtype())), mask=mask
-    )
-
-
-class SequenceSink(Protocol):
-    """Where full sequences go instead of rows (`mds.UnitSink`: MDS units)."""
-
-    def write(self, key: SpecKey, bucket: int, sequence: Sequence) -> None: ...
-
-    def commit(self) -> list[dict]: ...
-
-
-class RowBuffer:
-    """Collects SEQUENCE_SCHEMA rows and emits bounded record batches; counts the sequences
-    it emits into `tally`. With a sink, full sequences go to the sink, and `commit` rows
-    carry what it committed."""
-
-    def __init__(
-        self,
-        tally: Tally,
-        thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS,
-        sink: SequenceSink | None = None,
-    ) -> None:
-        self.rows: list[dict] = []
-        self.tokens = 0
-        self.tally = tally
-        self.thresholds = thresholds
-        self.sink = sink
-
-    def add(
-        self, row_type: str, key: SpecKey, bucket: int, seq_no: int, seq: Sequence
-    ) -> Iterator[pa.RecordBatch]:
-        if row_type == "sequence" and self.sink is not None:
-            self.sink.write(key, bucket, seq)
-        else:
-            self.rows.append(
-                {
-                    "row_type": row_type,
-                    "domain": key[0],
-                    "seq_len": key[1],
-                    "bucket": bucket,
-                    "seq_no": seq_no,
-                    "sequence": seq,
-                }
-            )
-            self.tokens += len(seq.input_ids)
-        if row_type == "sequence":
-            self.tally.add(
-                packing_key(key),
-                sequences=1,
-                tokens_out=len(seq.input_ids),
-                segments=len(seq.indices),
-            )
-            lengths = document_lengths(seq.input_ids, seq.indices, seq.mask)
-            count_lengths(self.tally, "packed", "", key[0], lengths, self.thresholds)
-        if self.tokens >= BATCH_TOKENS:
-            yield self.flush()
-
-    def flush(self) -> pa.RecordBatch:
-        rows, self.rows, self.tokens = self.rows, [], 0
-        sequences = [r["sequence"] for r in rows]
-        return pa.RecordBatch.from_arrays(
-            [
-                pa.array([r["row_type"] for r in rows], pa.large_string()),
-                pa.array([r["domain"] for r in rows], pa.large_string()),
-                pa.array([r["seq_len"] for r in rows], pa.int32()),
-                pa.array([r["bucket"] for r in rows], pa.int32()),
-                pa.array([r["seq_no"] for r in rows], pa.int64()),
-                list_column([s.input_ids.view(np.int32) for s in sequences], pa.int32()),
-                list_column([s.indices.reshape(-1) for s in sequences], pa.int32()),
-                list_column([s.mask for s in sequences], pa.int8()),
-                pa.nulls(len(rows), pa.large_string()),
-                pa.nulls(len(rows), pa.large_string()),
-            ],
-            schema=SEQUENCE_SCHEMA,
-        )
-
-    def commit(self) -> Iterator[pa.RecordBatch]:
-        """The sink's units committed, one `commit` row each."""
-        if self.sink is None:
-            return
-        rows = [{"row_type": "commit", "record": json.dumps(r)} for r in self.sink.commit()]
-        if rows:
-            yield pa.RecordBatch.from_pylist(rows, schema=SEQUENCE_SCHEMA)
-
-    def pending(self) -> Iterator[pa.RecordBatch]:
-        if self.rows:
-            yield self.flush()
-
-    def close(self) -> Iterator[pa.RecordBatch]:
-        """The rows still held, the sink's last units, then the tally row."""
-        yield from self.pending()
-        yield from self.commit()
-        row = {"row_type": "tally", "tally": self.tally.to_json()}
-        yield pa.RecordBatch.from_pylist([row], schema=SEQUENCE_SCHEMA)
-
-
-def document_lengths(
-    input_ids: np.ndarray, indices: np.ndarray, mask: np.ndarray | None
-) -> np.ndarray:
-    """The lengths of a sequence's documents as the model sees them: every segment but
-    best-fit padding (untrained, one repeated id)."""
-    indices = np.asarray(indices, dtype=np.int64)
-    lengths = indices[:, 1] - indices[:, 0]
-    if mask is None:
-        return lengths
-    starts = indices[:, 0]
-    trained = np.add.reduceat(np.asarray(mask, np.int64), starts) > 0
-    varied = (
-        np.add.reduceat((input_ids != input_ids[starts].repeat(lengths)).astype(np.int64), starts)
-        > 0
-    )
-    return lengths[trained | varied]
-
-
-def packing_key(key: SpecKey) -> tuple[str, str, str]:
-    return ("packing", key[0], str(key[1]))
-
-
-def count_drops(tally: Tally, key: SpecKey, drops: Drops) -> None:
-    """A packer's drops and added special tokens into the report's packing numbers."""
-    truncated = {f"truncated_{method}": count for method, count in drops.truncated.items()}
-    tally.add(
-        packing_key(key),
-        special_tokens_added=drops.added_specials,
-        padding_tokens=drops.padding,
-        **truncated,
-    )
-    for reason, tokens in drops.tokens.items():
-        tally.add(
-            ("dropped", key[0], str(key[1]), reason),
-            tokens=tokens,
-            documents=drops.documents[reason],
-        )
-
-
-def list_values(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    return column.values.to_numpy(zero_copy_only=False), column.offsets.to_numpy()
-
-
-def batch_sequences(batch: pa.RecordBatch) -> Iterator[Sequence]:
-    """The rows of a SEQUENCE_SCHEMA-like batch as Sequences (views into the batch)."""
-    ids, id_offsets = list_values(batch.column("input_ids"))
-    idx, idx_offsets = list_values(batch.column("indices"))
-    masks = batch.column("mask")
-    mask_values, mask_offsets = list_values(masks)
-    mask_null = masks.is_null().to_numpy(zero_copy_only=False)
-    for i in range(batch.num_rows):
-        yield Sequence(
-            ids[id_offsets[i] : id_offsets[i + 1]].view(np.uint32),
-            idx[idx_offsets[i] : idx_offsets[i + 1]].reshape(-1, 2).astype(np.int64),
-            None if mask_null[i] else mask_values[mask_offsets[i] : mask_offsets[i + 1]],
-        )
-
-
-def sequence_rows(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[SpecKey, Sequence]]:
-    for batch in batches:
-        keys = zip(
-            batch.column("domain").to_pylist(), batch.column("seq_len").to_pylist(), strict=True
-        )
-        yield from zip(keys, batch_sequences(batch), strict=True)
-
-
-def leftover_partition(
-    batches: Iterable[pa.RecordBatch],
-    specs: dict[SpecKey, PackSpec],
-    bucket: int,
-    thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS,
-    sink: SequenceSink | None = None,
-) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body over `partial` rows sorted by (domain, seq_len, bucket): they are
-    packed together per (domain, length) into sequences numbered after every bucket."""
-    out = RowBuffer(Tally(), thresholds, sink)
-    rows = list(sequence_rows(batches))
-    for key in sorted({k for k, _ in rows}):
-        partials = (seq for k, seq in rows if k == key)
-        drops = Drops()
-        for seq_no, sequence in enumerate(pack_partials(partials, specs[key], drops)):
-            yield from out.add("sequence", key, bucket, seq_no, sequence)
-        count_drops(out.tally, key, drops)
-    yield from out.close()

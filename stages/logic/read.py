@@ -11,9 +11,9 @@ from functools import partial
 import pyarrow as pa
 
 from stages.logic.batches import batched
-from stages.logic.documents import READ_SCHEMA, read_rows, row_bytes
 from stages.logic.errors import TaskError
 from stages.logic.readers import BadRecordError, Skip, read_file, record_unit
+from stages.logic.schemas import READ_SCHEMA, read_rows, row_bytes
 from stages.logic.sources import SourceSpec
 from stages.logic.storage import StorageOptions, open_input
 

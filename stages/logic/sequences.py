@@ -21,16 +21,16 @@ import pyarrow as pa
 from stages.logic.batches import rows_of
 from stages.logic.concat import INPUT_COLUMNS as CONCAT_COLUMNS
 from stages.logic.concat import as_binary, concatenate_rows
-from stages.logic.documents import READ_TALLY_COLUMNS, count_document, count_record
-from stages.logic.pack import (
-    GroupPacker,
-    PackSpec,
-    RowBuffer,
-    SequenceSink,
-    SpecKey,
+from stages.logic.counts import (
+    READ_TALLY_COLUMNS,
+    count_document,
     count_drops,
+    count_record,
     packing_key,
 )
+from stages.logic.pack import GroupPacker, PackSpec
+from stages.logic.rows import RowBuffer, SequenceSink
+from stages.logic.schemas import SpecKey
 from stages.logic.sources import SourceSpec
 from stages.logic.stats import DEFAULT_THRESHOLDS, count_lengths, member_token_counts
 from stages.logic.tally import Tally

@@ -18,8 +18,8 @@ class SourceSpec:
     """How to turn the records of one source into documents."""
 
     name: str
-    format: Format
     domain: str
+    format: Format
     text_column: str | None = "text"
     messages_column: str | None = None
     id_column: str | None = None
@@ -29,12 +29,12 @@ class SourceSpec:
     subgroup_column: str | None = None
     member_column: str | None = None
     position_column: str | None = None
-    header: str = ""
-    joiner: str = "\n"
     # A per-record domain (SlimPajama's set name), mapped to longmix domains; unmapped
     # records are left out and counted.
     domain_column: str | None = None
     domain_map: dict[str, str] = field(default_factory=dict)
+    header: str = ""
+    joiner: str = "\n"
 
     @property
     def kind(self) -> str:

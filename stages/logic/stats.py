@@ -17,7 +17,10 @@ import numpy as np
 from stages.logic.tally import Tally
 
 STAGES = ("read", "document", "packed")
-DEFAULT_THRESHOLDS = (4096, 8192, 16384, 32768, 65536)
+# The paper's Table 14 thresholds and its Table 3 "long document" threshold (tokens).
+TABLE14_THRESHOLDS = (4096, 8192, 16384, 32768)
+LONG_DOCUMENT_TOKENS = 65536
+DEFAULT_THRESHOLDS = (*TABLE14_THRESHOLDS, LONG_DOCUMENT_TOKENS)
 
 
 def log2_bins(lengths: np.ndarray) -> np.ndarray:
@@ -61,3 +64,27 @@ def member_token_counts(ids: np.ndarray, byte_lengths: np.ndarray, ends: list[in
     starts = np.concatenate([[0], np.cumsum(byte_lengths[ids])[:-1]]) if len(ids) else ids
     members = np.searchsorted(np.asarray(ends), starts, side="right")
     return np.bincount(members, minlength=len(ends))[: len(ends)]
+
+
+def segment_lengths(indices: np.ndarray) -> np.ndarray:
+    """The lengths of a sequence's `[start, end)` segments, padding included."""
+    indices = np.asarray(indices, dtype=np.int64)
+    return indices[:, 1] - indices[:, 0]
+
+
+def document_lengths(
+    input_ids: np.ndarray, indices: np.ndarray, mask: np.ndarray | None
+) -> np.ndarray:
+    """The lengths of a sequence's documents as the model sees them: every segment but
+    best-fit padding (untrained, one repeated id)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    lengths = segment_lengths(indices)
+    if mask is None:
+        return lengths
+    starts = indices[:, 0]
+    trained = np.add.reduceat(np.asarray(mask, np.int64), starts) > 0
+    varied = (
+        np.add.reduceat((input_ids != input_ids[starts].repeat(lengths)).astype(np.int64), starts)
+        > 0
+    )
+    return lengths[trained | varied]

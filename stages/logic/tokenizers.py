@@ -18,6 +18,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from stages.logic.errors import LongmixError
+
 CL100K_PATTERN = (
     r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
     r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
@@ -55,7 +57,7 @@ VERIFICATION_TEXTS = [
 ]
 
 
-class TokenizerError(Exception):
+class TokenizerError(LongmixError):
     """A tokenizer that cannot be used as configured; the message says why."""
 
 
@@ -172,10 +174,8 @@ def joined(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def threads_for(spec: TokenizerSpec) -> int:
-    """Threads matched to the task's cores (Spark sets this per task; else all cores)."""
-    if spec.threads:
-        return spec.threads
-    return int(os.environ.get("LONGMIX_TASK_CPUS") or os.cpu_count() or 1)
+    """The spec's threads (a run sets them from the task's cores); else all cores."""
+    return spec.threads or os.cpu_count() or 1
 
 
 def llama3_encoding():

@@ -9,18 +9,24 @@ import pyarrow as pa
 from datatrove.data import Document
 
 from stages.logic.readers import Skip
-from stages.logic.tally import Tally
+
+SpecKey = tuple[str, int]
+
+# What every stage says of a document.
+DOCUMENT_FIELDS = [
+    ("id", pa.large_string()),
+    ("source", pa.large_string()),
+    ("domain", pa.large_string()),
+    ("kind", pa.large_string()),
+    ("text", pa.large_string()),
+    ("bytes", pa.int64()),
+]
 
 # What the read stage emits: a document, or a skipped record (text null, skip_reason set), so
 # that one pass both feeds the next stage and counts what was left out.
 READ_SCHEMA = pa.schema(
     [
-        ("id", pa.large_string()),
-        ("source", pa.large_string()),
-        ("domain", pa.large_string()),
-        ("kind", pa.large_string()),
-        ("text", pa.large_string()),
-        ("bytes", pa.int64()),
+        *DOCUMENT_FIELDS,
         ("file", pa.large_string()),
         ("record", pa.int64()),
         ("source_id", pa.large_string()),
@@ -38,12 +44,7 @@ READ_SCHEMA = pa.schema(
 # A document as later stages see it: concatenated groups are one row per part.
 DOCUMENT_SCHEMA = pa.schema(
     [
-        ("id", pa.large_string()),
-        ("source", pa.large_string()),
-        ("domain", pa.large_string()),
-        ("kind", pa.large_string()),
-        ("text", pa.large_string()),
-        ("bytes", pa.int64()),
+        *DOCUMENT_FIELDS,
         ("group", pa.large_string()),
         ("part", pa.int32()),
         ("members", pa.int64()),
@@ -84,40 +85,19 @@ def read_rows(items: Iterable[Document | Skip]) -> Iterator[dict[str, Any]]:
     return (read_row(item) for item in items)
 
 
-READ_TALLY_COLUMNS = [
-    "source",
-    "domain",
-    "bytes",
-    "file",
-    "record",
-    "skip_reason",
-    "skip_detail",
-    "skip_bad",
-    "skip_records",
-]
-DOCUMENT_TALLY_COLUMNS = ["source", "domain", "bytes", "group", "part", "members"]
-
-
-def count_record(tally: Tally, row: dict[str, Any]) -> None:
-    """A READ_SCHEMA row into the report's read numbers: kept by domain, skipped by reason."""
-    if row["skip_reason"] is None:
-        tally.add(("read", row["source"], row["domain"]), documents=1, bytes=row["bytes"])
-        return
-    key = ("skipped", row["source"], row["skip_reason"], row["file"])
-    tally.add(key, count=row["skip_records"] or 1)
-    tally.maximum(key, "max_bad", int(row["skip_bad"]))
-    tally.first(key, row["record"], row["skip_detail"])
-
-
-def count_document(tally: Tally, document: dict[str, Any]) -> None:
-    key = ("documents", document["source"], document["domain"])
-    grouped = document["group"] is not None
-    tally.add(
-        key,
-        documents=1,
-        bytes=document["bytes"],
-        members=document["members"],
-        groups=int(grouped and document["part"] == 0),
-        split_groups=int(grouped and document["part"] == 1),
-    )
-    tally.maximum(key, "max_document_bytes", document["bytes"])
+# Token ids travel as int32: Spark has no unsigned types and every vocabulary fits in 31
+# bits; the MDS writer stores them as uint32. A task's counts travel as one `tally` row.
+SEQUENCE_SCHEMA = pa.schema(
+    [
+        ("row_type", pa.large_string()),  # sequence | partial | tally | commit
+        ("domain", pa.large_string()),
+        ("seq_len", pa.int32()),
+        ("bucket", pa.int32()),
+        ("seq_no", pa.int64()),
+        ("input_ids", pa.list_(pa.int32())),
+        ("indices", pa.list_(pa.int32())),  # flattened (n, 2) [start, end) pairs
+        ("mask", pa.list_(pa.int8())),
+        ("tally", pa.large_string()),
+        ("record", pa.large_string()),  # an MDS unit's commit record, JSON
+    ]
+)

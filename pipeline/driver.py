@@ -1,0 +1,436 @@
+"""The job driver behind `longmix prepare` (and `spark-submit pipeline/main.py`).
+
+It lists the inputs, builds the Spark plan from the stages, runs it, and writes the run
+report and the resolved config beside the output. It never touches document text itself.
+Each step hands back the report sections it owns (`Outcome`); the driver merges them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.card import VALIDATION_FILE, write_card
+from pipeline.config import Config
+from pipeline.inputs import discover
+from pipeline.lock import run_lock
+from pipeline.mixfile import MIX_FILE, mix_section, write_mix_file
+from pipeline.ownership import (
+    claim_folder,
+    inside,
+    normalized,
+    refuse_foreign_card,
+    refuse_overlap,
+)
+from pipeline.report import INPUTS_FILE, REPORT_FILE, RunReport
+from pipeline.spark import build_session, task_failures_as_errors
+from pipeline.specs import (
+    directories,
+    directory_for,
+    mds_spec,
+    produced_domains,
+    sequence_plan,
+    source_specs,
+    storage_options,
+    tokenizer_spec,
+)
+from pipeline.stats import STATS_FILE, stats_section
+from pipeline.summary import documents_section, packing_section, sources_section
+from pipeline.trainer.report import SMOKE_FILE
+from stages.logic.counts import (
+    DOCUMENT_TALLY_COLUMNS,
+    READ_TALLY_COLUMNS,
+    count_document,
+    count_record,
+)
+from stages.logic.errors import LongmixError
+from stages.logic.mds import PASS_MARKER, MdsSpec, clear_stale, committed, publish
+from stages.logic.mix import MixTarget, plan_mix
+from stages.logic.read import ReadTask
+from stages.logic.schemas import SpecKey
+from stages.logic.storage import (
+    StorageOptions,
+    delete_file,
+    exists,
+    is_s3,
+    join,
+    read_text,
+    write_text,
+)
+from stages.logic.tally import Tally
+from stages.logic.tokenize import chat_problem
+from stages.logic.tokenizers import load_tokenizer
+
+DOCUMENTS_DIR = "documents"
+# A document can be tens of MB: parquet's min/max statistics and dictionary attempt would
+# each copy such a value on the JVM heap, so both are off for the text column. Parquet checks
+# a page's size only every so many rows, estimated from the rows so far: pages of 121 MB
+# of text ran the JVM out of heap (2.4 GB corpus at `run.until: documents`, 1 GB heap). It
+# checks after every row here, so a page holds at most one document beyond its 1 MB.
+TEXT_PARQUET_OPTIONS = {
+    "parquet.column.statistics.enabled#text": "false",
+    "parquet.enable.dictionary#text": "false",
+    "parquet.block.size": str(16 * 1024 * 1024),
+    "parquet.page.size.row.check.min": "1",
+    "parquet.page.size.check.estimate": "false",
+    "compression": "zstd",
+}
+PACKED_DIR = "packed"
+PACKED_MARKER = "_packed.json"
+SHARDS_DIR = "shards"  # under scratch: every packed sequence once, when the mix is materialized
+Units = dict[tuple[str, int], dict[str, Any]]  # (directory, bucket) -> commit record
+
+
+@dataclass
+class Outcome:
+    """What a step hands back: where its outputs are, the report sections it owns, the
+    length statistics (`_stats.json`) and the MDS units it committed."""
+
+    outputs: dict[str, str] = field(default_factory=dict)
+    sections: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, Any] | None = None
+    units: Units = field(default_factory=dict)
+
+
+def prepare(config: Config, master: str | None = None) -> RunReport:
+    """Run the pipeline up to `run.until` (documents, packed sequences, or the MDS mix);
+    write the report and the resolved config beside the output. A run that finished with the
+    same config is not run again; one that was killed resumes from what it committed.
+    Everything the config reveals is checked before Spark starts, and the output is held
+    by one run at a time."""
+    storage = storage_options(config)
+    refuse_before_work(config, storage)
+    with run_lock(config.output, storage):
+        finished = finished_report(config, storage)
+        if finished is not None:
+            return finished
+        report = RunReport(config.run.name, config.digest())
+        with report.stage("discover"):
+            tasks = discover(config)
+        report.add(input={"files": len(tasks), "bytes": sum(t.size for t in tasks)})
+        if config.run.until != "documents":
+            preflight_tokenizer(config)
+        spark = build_session(config.spark, master)
+        with task_failures_as_errors():
+            outcome = run_stages(spark, config, tasks, report)
+        report.add(**outcome.sections, outputs=outcome.outputs)
+        write_results(config, report, outcome.stats, tasks, storage)
+    return report
+
+
+def refuse_before_work(config: Config, storage: StorageOptions) -> None:
+    """What the config alone shows to be wrong, and folders longmix does not own, refused
+    before anything is written; then the output (and a separate scratch) marked as longmix's."""
+    output = config.output
+    if is_s3(output) and config.run.until != "mds":
+        raise LongmixError(
+            f"run.until: {config.run.until} writes parquet with Spark, which cannot write "
+            "s3:// here; give a local or cluster path, or run until mds"
+        )
+    refuse_unmixable(config)
+    inputs = {name: [config.resolve(p) for p in s.paths()] for name, s in config.sources.items()}
+    refuse_overlap(inputs, {"output": output, "scratch": config.scratch})
+    if config.run.until == "mds" and not is_s3(output):
+        for card in card_paths(config):
+            refuse_foreign_card(card)
+    claim_folder(output, storage, "output")
+    local_scratch = "://" not in config.scratch  # hdfs:// and the like: Spark's to check
+    if local_scratch and not inside(normalized(config.scratch), normalized(output)):
+        claim_folder(config.scratch, StorageOptions(), "run.scratch")
+
+
+def refuse_unmixable(config: Config) -> None:
+    """Mix domains that no source produces would fail only after packing."""
+    produced = produced_domains(config)
+    missing = sorted({domain for domain, _ in config.mix.fractions()} - set(produced))
+    if missing:
+        raise LongmixError(
+            f"mix.domains names {', '.join(missing)}, which no source produces "
+            f"(the sources produce {', '.join(produced)})"
+        )
+
+
+def preflight_tokenizer(config: Config) -> None:
+    """The tokenizer loads here, and renders chats if a source has them, before any data."""
+    task_cpus = int(config.spark.conf.get("spark.task.cpus", 1))
+    tokenizer = load_tokenizer(tokenizer_spec(config.tokenizer, task_cpus))
+    chats = sorted(n for n, s in source_specs(config).items() if s.kind == "chat")
+    problem = chat_problem(tokenizer) if chats else None
+    if problem:
+        raise LongmixError(f"{problem} (chat sources: {', '.join(chats)})")
+
+
+def run_stages(spark, config: Config, tasks: list[ReadTask], report: RunReport) -> Outcome:
+    if config.run.until == "documents":
+        return write_documents(spark, config, read(spark, config, tasks), report)
+    if config.run.until == "mds":
+        return write_output(spark, config, tasks, report)
+    return packed_sequences(spark, config, tasks, report)
+
+
+def write_results(
+    config: Config,
+    report: RunReport,
+    stats: dict[str, Any] | None,
+    tasks: list[ReadTask],
+    storage: StorageOptions,
+) -> None:
+    output = config.output
+    listing = "".join(f"{t.uri}\t{t.size}\t{t.modified}\n" for t in tasks)
+    write_text(join(output, INPUTS_FILE), "uri\tbytes\tmodified\n" + listing, storage)
+    write_text(
+        join(output, "config.resolved.yaml"),
+        yaml.safe_dump(config.redacted(), sort_keys=False),
+        storage,
+    )
+    if stats is not None:
+        text = json.dumps(stats, indent=1, sort_keys=True)
+        write_text(join(output, STATS_FILE), text + "\n", storage)
+    write_text(join(output, REPORT_FILE), report.to_json() + "\n", storage)
+    if config.run.until == "mds" and not is_s3(output):
+        report.add(card=str(write_card(Path(output), Path(config.resolve(config.run.cards)))))
+
+
+def card_paths(config: Config) -> list[Path]:
+    """Where a run's data card goes: its cards folder and beside the output."""
+    return [
+        Path(config.resolve(config.run.cards)) / config.run.name / "README.md",
+        Path(config.output) / "README.md",
+    ]
+
+
+def finished_report(config: Config, storage: StorageOptions) -> RunReport | None:
+    """The saved report of a finished run with this very config, if there is one."""
+    uri = join(config.output, REPORT_FILE)
+    if not exists(uri, storage):
+        return None
+    saved = json.loads(read_text(uri, storage))
+    if saved.get("config_sha256") != config.digest() or "outputs" not in saved:
+        return None
+    return RunReport.restored(saved)
+
+
+def read(spark, config: Config, tasks: list[ReadTask]):
+    from stages.read import read_sources
+
+    return read_sources(
+        spark,
+        tasks,
+        source_specs(config),
+        storage_options(config),
+        config.run.strict,
+        config.read_target_bytes,
+    )
+
+
+def write_documents(spark, config: Config, records, report: RunReport) -> Outcome:
+    """The concatenated documents as parquet: a checkpoint to inspect, not the fast path."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from stages.concat import concatenate
+    from stages.tally import collect_tally
+
+    records = records.persist(StorageLevel.DISK_ONLY)
+    with report.stage("read"):
+        read_tally = collect_tally(records, READ_TALLY_COLUMNS, count_record)
+    documents = concatenate(
+        records.where(F.col("skip_reason").isNull()),
+        source_specs(config),
+        config.run.seed,
+        config.concat.max_document_bytes,
+        config.concat.partitions or spark.sparkContext.defaultParallelism * 2,
+    )
+    uri = join(config.output, DOCUMENTS_DIR)
+    with report.stage("concatenate_and_write"):
+        documents.write.options(**TEXT_PARQUET_OPTIONS).mode("overwrite").parquet(uri)
+    records.unpersist()
+    with report.stage("summarize"):
+        written = collect_tally(spark.read.parquet(uri), DOCUMENT_TALLY_COLUMNS, count_document)
+    sections = {"sources": sources_section(read_tally), "documents": documents_section(written)}
+    return Outcome({"documents": uri}, sections)
+
+
+def packed_sequences(spark, config: Config, tasks: list[ReadTask], report: RunReport) -> Outcome:
+    """The packed sequences in scratch, reused when an earlier run with the same packing
+    settings finished them."""
+    storage = storage_options(config)
+    marker = join(config.scratch, PACKED_MARKER)
+    outcome = saved_pass(marker, config.packing_digest(), storage)
+    if outcome is None:
+        outcome = write_sequences(spark, config, read(spark, config, tasks), report)
+        save_pass(marker, config.packing_digest(), outcome, report, storage)
+    outcome.outputs = {"sequences": join(config.scratch, PACKED_DIR, "row_type=sequence")}
+    return outcome
+
+
+def saved_pass(marker: str, digest: str, storage: StorageOptions) -> Outcome | None:
+    """The sections and statistics of a finished packing pass recorded beside its output."""
+    if not exists(marker, storage):
+        return None
+    saved = json.loads(read_text(marker, storage))
+    if saved.get("digest") != digest:
+        return None
+    sections = dict(saved["report"])
+    sections.pop("input", None)  # the inputs are listed again by this run
+    stats = sections.pop("stats")
+    return Outcome(sections=sections, stats=stats)
+
+
+def save_pass(
+    marker: str, digest: str, outcome: Outcome, report: RunReport, storage: StorageOptions
+) -> None:
+    sections = {"input": report["input"], **outcome.sections, "stats": outcome.stats}
+    write_text(marker, json.dumps({"digest": digest, "report": sections}, indent=2), storage)
+
+
+def write_sequences(
+    spark, config: Config, records, report: RunReport, units: MdsSpec | None = None
+) -> Outcome:
+    """Records to packed sequences in one pass, then the partial sequences packed together.
+
+    Everything the pass emits is written once, split by `row_type`: sequences (or, with
+    `units`, the MDS units the tasks wrote them to: `commit` rows), the buckets' partial
+    sequences, and one tally per task (the report's numbers), so no second pass or persisted
+    copy of the corpus is needed to count it."""
+    from pyspark.sql import functions as F
+
+    from stages.leftovers import pack_leftovers
+    from stages.sequences import build_sequences
+
+    spec = tokenizer_spec(config.tokenizer, int(spark.conf.get("spark.task.cpus", "1")))
+    tokenizer = load_tokenizer(spec)
+    plan = sequence_plan(config, spec, tokenizer)
+    buckets = config.packing.buckets
+    uri = join(config.scratch, PACKED_DIR)
+    sink = None if units is None else (units, directories(config))
+    rows = build_sequences(
+        records,
+        plan,
+        buckets,
+        config.packing.partitions or spark.sparkContext.defaultParallelism * 2,
+        sink,
+    )
+    with report.stage("read_concatenate_tokenize_pack"):
+        rows.write.mode("overwrite").partitionBy("row_type").parquet(uri)
+    with report.stage("pack_leftovers"):
+        packed = spark.read.parquet(uri)
+        leftovers = pack_leftovers(packed, plan.packs, buckets, plan.thresholds, sink)
+        leftovers.write.mode("append").partitionBy("row_type").parquet(uri)
+    handed_on = (
+        spark.read.parquet(uri)
+        .where(F.col("row_type").isin("tally", "commit"))
+        .select("row_type", "tally", "record")
+        .collect()
+    )
+    tally = Tally.merged([row.tally for row in handed_on if row.row_type == "tally"])
+    commits = [json.loads(row.record) for row in handed_on if row.row_type == "commit"]
+    sections = {
+        "tokenizer": tokenizer.identity(),
+        "sources": sources_section(tally),
+        "documents": documents_section(tally),
+        "packing": packing_section(tally),
+    }
+    stats = stats_section(tally, config.stats.all_thresholds(), config.stats.long_document_tokens)
+    units_written = {(r["directory"], r["bucket"]): r for r in commits}
+    return Outcome(sections=sections, stats=stats, units=units_written)
+
+
+def mix_targets(config: Config, packing: dict[str, Any]) -> dict[SpecKey, MixTarget]:
+    available = {
+        (domain, int(length)): numbers["sequences"]
+        for domain, lengths in packing.items()
+        for length, numbers in lengths.items()
+    }
+    keys = set(available)
+    for domain, length in config.mix.fractions():
+        keys |= {(domain, n) for n in ([length] if length else config.packing.lengths(domain))}
+    return plan_mix(
+        available,
+        {key: directory_for(config, *key) for key in keys},
+        config.mix.fractions(),
+        config.mix.tokens,
+        config.mix.shortfall,
+    )
+
+
+def write_output(spark, config: Config, tasks: list[ReadTask], report: RunReport) -> Outcome:
+    """Every packed sequence written once as MDS shards by the task that packs it, exactly
+    once (units an interrupted run committed are not written again), and the mix as
+    mix.yaml's proportions; or, with `mix.materialize`, the sampled mix written out from
+    those shards."""
+    storage = storage_options(config)
+    for name in (SMOKE_FILE, VALIDATION_FILE):  # results about the output as it was
+        delete_file(join(config.output, name), storage)
+    materialize = config.mix.materialize
+    root = join(config.scratch, SHARDS_DIR) if materialize else config.output
+    shards = mds_spec(config, root, config.shards_digest())
+    replaced = clear_stale(shards)
+    outcome = one_pass(spark, config, tasks, report, shards)
+    targets = mix_targets(config, outcome.sections["packing"])
+    units = outcome.units
+    if materialize:
+        mixed = mds_spec(config, config.output, config.digest(leave_out=("spark",)))
+        replaced = clear_stale(mixed) or replaced
+        units = materialize_mix(spark, config, report, targets, units, shards, mixed)
+        shards = mixed
+    with report.stage("publish"):
+        publish(shards, units)
+    mix = mix_section(targets, units, materialize)
+    write_mix_file(config.output, mix, config.mix.tolerance, materialize, storage)
+    outcome.sections["mix"] = mix
+    if replaced:
+        outcome.sections["replaced_stale_output"] = True
+    outcome.outputs = {"mds": config.output, "mix": join(config.output, MIX_FILE)}
+    return outcome
+
+
+def one_pass(
+    spark, config: Config, tasks: list[ReadTask], report: RunReport, spec: MdsSpec
+) -> Outcome:
+    """Records to committed MDS units; skipped when a finished pass of the same shards is
+    recorded beside them (a rerun with another mix only rewrites mix.yaml)."""
+    storage = storage_options(config)
+    marker = join(spec.root, PASS_MARKER)
+    outcome = saved_pass(marker, spec.digest, storage)
+    if outcome is not None:
+        outcome.sections["reused_stored_sequences"] = True
+        outcome.units = committed(spec)
+        return outcome
+    outcome = write_sequences(spark, config, read(spark, config, tasks), report, spec)
+    save_pass(marker, spec.digest, outcome, report, storage)
+    return outcome
+
+
+def materialize_mix(
+    spark,
+    config: Config,
+    report: RunReport,
+    targets: dict[SpecKey, MixTarget],
+    units: Units,
+    shards: MdsSpec,
+    mixed: MdsSpec,
+) -> Units:
+    """The sampled, repeated mix read from the pass's shards and written exactly once."""
+    from pyspark.sql import functions as F
+
+    from stages.mds import write_mds
+    from stages.mix import read_units, select_sequences
+
+    done = committed(mixed)
+    selected = select_sequences(read_units(spark, shards, units), targets, config.run.seed)
+    if done:
+        unit = F.concat_ws("/", "directory", F.col("bucket").cast("string"))
+        selected = selected.where(~unit.isin([f"{d}/{b}" for d, b in done]))
+    partitions = config.mds.partitions or spark.sparkContext.defaultParallelism * 2
+    with report.stage("mix_and_write_mds"):
+        written = write_mds(selected, mixed, partitions).collect()
+    out = committed(mixed)
+    lost = {(row.directory, row.bucket) for row in written} - set(out)
+    if lost:
+        raise LongmixError(f"units written but not committed: {sorted(lost)[:5]}")
+    return out
