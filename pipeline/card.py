@@ -16,7 +16,7 @@ from pipeline import __version__
 from pipeline.config import parse_config
 from pipeline.mixfile import MIX_FILE
 from pipeline.ownership import CARD_MARK, write_owned_text
-from pipeline.plots import histogram_png, loss_png
+from pipeline.plots import evaluation_png, histogram_png, loss_png
 from pipeline.report import INPUTS_FILE, REPORT_FILE
 from pipeline.stats import STATS_FILE, paper_tables
 from pipeline.tables import (
@@ -32,6 +32,7 @@ from stages.logic.stats import STAGES
 
 VALIDATION_FILE = "_validation.json"
 SMOKE_IMAGE = "smoke_loss.png"
+EVALUATION_IMAGE = "smoke_evaluation.png"
 
 # As published on each source's hub page when this was written; check the source itself.
 SOURCES = {
@@ -95,6 +96,10 @@ def write_card(output: Path, cards: Path, validation: dict[str, Any] | None = No
     drawn = [histogram_png(stats, stage, folder / name) for stage, name in images.items()]
     if smoke:
         drawn.append(loss_png(smoke["history"], folder / SMOKE_IMAGE))
+    if smoke and smoke.get("position_loss"):
+        drawn.append(
+            evaluation_png(smoke["position_loss"], smoke["extension"], folder / EVALUATION_IMAGE)
+        )
     (output / "card").mkdir(exist_ok=True)
     for image in drawn:  # drawn once (matplotlib takes ~0.8 s an image), copied beside the output
         shutil.copyfile(image, output / "card" / image.name)
@@ -245,6 +250,8 @@ def render(
     lines += ["", "## Smoke test", ""]
     if smoke:
         lines += [*card_lines(smoke), "", f"![smoke loss]({image_prefix}{SMOKE_IMAGE})"]
+        if smoke.get("position_loss"):
+            lines.append(f"![held-out loss]({image_prefix}{EVALUATION_IMAGE})")
     else:
         lines.append("Not run: `longmix smoke PATH` records it here.")
     lines += [

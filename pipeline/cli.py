@@ -64,6 +64,11 @@ def parser() -> argparse.ArgumentParser:
         "--no-validate", action="store_true", help="train even on an output that fails validation"
     )
     smoke.add_argument(
+        "--no-eval",
+        action="store_true",
+        help="skip the held-out loss by position and the Self-Extend evaluation",
+    )
+    smoke.add_argument(
         "--set",
         dest="overrides",
         action="append",

@@ -206,6 +206,8 @@ def smoke_settings(args: argparse.Namespace, storage: StorageOptions) -> SmokeCo
     overrides = list(args.overrides)
     if args.steps is not None:
         overrides.append(f"smoke.steps={args.steps}")
+    if args.no_eval:
+        overrides.append("smoke.eval.enabled=false")
     return smoke_config(section, overrides, origin)
 
 

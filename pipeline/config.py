@@ -229,6 +229,20 @@ class SmokeModelConfig(Strict):
     )
 
 
+class SmokeEvalConfig(Strict):
+    """What the smoke model is asked after training, on data it did not train on."""
+
+    enabled: bool = Field(default=True, description="loss by position and past the length")
+    samples: int = Field(default=2, gt=0, description="held-out samples per directory")
+    documents: int = Field(default=1, gt=0, description="held-out long documents at 4L")
+    neighbor_window: int | None = Field(
+        default=None, gt=0, description="Self-Extend w_n; null: a quarter of the length"
+    )
+    group_size: int | None = Field(
+        default=None, gt=0, description="Self-Extend G; null: the smallest that reaches 4L"
+    )
+
+
 class SmokeConfig(Strict):
     """`longmix smoke`: a short document-masked training run over the output's mix."""
 
@@ -257,6 +271,7 @@ class SmokeConfig(Strict):
         default=0.01, ge=0, lt=1, description="last quarter's loss below the first's by this share"
     )
     model: SmokeModelConfig = Field(default_factory=SmokeModelConfig)
+    eval: SmokeEvalConfig = Field(default_factory=SmokeEvalConfig)
 
 
 class FaultsConfig(Strict):

@@ -32,11 +32,7 @@ def histogram_png(stats: dict[str, Any], stage: str, path: Path) -> Path:
     axes.set_ylabel("share of tokens")
     axes.set_title(f"token lengths: {stage}")
     axes.legend(fontsize=7, loc="best")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return saved(figure, path)
 
 
 def loss_png(history: list[dict[str, Any]], path: Path) -> Path:
@@ -52,6 +48,44 @@ def loss_png(history: list[dict[str, Any]], path: Path) -> Path:
     axes.set_xlabel("optimizer step")
     axes.set_ylabel("token-averaged loss")
     axes.set_title("longmix smoke: training loss")
+    return saved(figure, path)
+
+
+def evaluation_png(
+    position_loss: dict[str, list[list[float]]], extension: dict[str, Any], path: Path
+) -> Path:
+    """Held-out loss against position inside documents, per directory; and against the
+    evaluation length, plain RoPE and Self-Extend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (by_position, by_length) = plt.subplots(1, 2, figsize=FIGURE_SIZE, dpi=DPI)
+    for directory, bins in sorted(position_loss.items()):
+        by_position.plot([b[1] for b in bins], [b[3] for b in bins], marker="o", label=directory)
+    by_position.set_xscale("log", base=2)
+    by_position.set_xlabel("position in document (bin end, tokens)")
+    by_position.set_ylabel("held-out loss")
+    by_position.set_title("loss by position")
+    by_position.legend(fontsize=6, loc="best")
+    for method, label in (("rope", "RoPE"), ("self_extend", "Self-Extend")):
+        points = [
+            (n, v)
+            for n, v in zip(extension["lengths"], extension[method], strict=False)
+            if v is not None
+        ]
+        by_length.plot([n for n, _ in points], [v for _, v in points], marker="o", label=label)
+    by_length.set_xscale("log", base=2)
+    by_length.set_xlabel("evaluation length (tokens)")
+    by_length.set_title("beyond the trained length")
+    by_length.legend(fontsize=7, loc="best")
+    return saved(figure, path)
+
+
+def saved(figure: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)

@@ -162,3 +162,27 @@ def test_settings_come_from_the_run_and_can_be_overridden(output, capsys):
     assert "smoke.steps" in capsys.readouterr().err
     assert main(["smoke", str(output), "--config", str(output / "missing.yaml")]) == 2
     assert "cannot read config" in capsys.readouterr().err
+
+
+def test_smoke_evaluates_held_out_loss_by_position_and_past_the_trained_length(output, capsys):
+    code, report = smoke_json(output, capsys, "--steps", "8")
+    assert code == 0, report["problems"]
+    held = report["held_out"]
+    assert held["samples"] > 0 and held["documents"] > 0
+    directories = yaml.safe_load((output / "mix.yaml").read_text())["domains"]
+    assert set(report["position_loss"]) <= set(directories)
+    for directory, bins in report["position_loss"].items():
+        assert bins[0][0] == 0 and bins[-1][1] <= directories[directory]["length"]
+        assert all(tokens > 0 and math.isfinite(loss) for _, _, tokens, loss in bins)
+    extension = report["extension"]
+    trained = max(n["length"] for n in directories.values())
+    assert extension["lengths"] == [trained, 2 * trained, 4 * trained]
+    assert extension["neighbor_window"] == trained // 4
+    assert extension["max_length"] >= 4 * trained
+    assert extension["rope"][0] is not None and extension["self_extend"][0] is not None
+    for method in ("rope", "self_extend"):
+        assert all(v is None or math.isfinite(v) for v in extension[method])
+    card = (output / "README.md").read_text()
+    assert "loss by position" in card and "](card/smoke_evaluation.png)" in card
+    code, skipped = smoke_json(output, capsys, "--steps", "4", "--no-eval")
+    assert "position_loss" not in skipped and "extension" not in skipped

@@ -156,15 +156,18 @@ class Vocabulary:
     size: int
 
     @classmethod
-    def of(cls, samples: list[Sample], kind: str, tokenizer_size: int) -> Vocabulary:
-        highest = max(int(s.input_ids.max()) for s in samples)
+    def of(
+        cls, samples: list[Sample], kind: str, tokenizer_size: int, extra: list[np.ndarray] = ()
+    ) -> Vocabulary:
+        arrays = [s.input_ids for s in samples] + [a for a in extra if len(a)]
+        highest = max(int(a.max()) for a in arrays)
         if highest >= tokenizer_size:
             raise LongmixError(
                 f"token id {highest} is outside the tokenizer's {tokenizer_size} ids"
             )
         if kind == "tokenizer":
             return cls(None, tokenizer_size)
-        ids = np.unique(np.concatenate([s.input_ids for s in samples]))
+        ids = np.unique(np.concatenate(arrays))
         return cls(ids, len(ids))
 
     def encode(self, input_ids: np.ndarray) -> np.ndarray:

@@ -10,9 +10,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from pipeline.config import SmokeConfig
+from pipeline.tables import Table
 from pipeline.trainer.balance import Balance, attended_pairs
 from pipeline.trainer.data import Output, Sample
 
@@ -47,6 +47,7 @@ def build_report(
     samples: list[Sample],
     records: list[StepRecord],
     balanced: Balance,
+    evaluation: dict[str, Any] | None = None,
 ) -> SmokeReport:
     tolerance = output.mix["tolerance"] if settings.tolerance is None else settings.tolerance
     losses = [r.loss for r in records]
@@ -66,6 +67,7 @@ def build_report(
         "tolerance": tolerance,
         "attention": attention_flops(samples, runtime["hidden_size"], runtime["layers"]),
         "balance": {**asdict(balanced), "speedup": balanced.speedup},
+        **(evaluation or {}),
     }
     data["problems"] = problems(data)
     data["ok"] = not data["problems"]
@@ -175,21 +177,12 @@ def print_report(data: dict[str, Any], console: Console) -> None:
     losses = " ".join(f"{r['loss']:.3f}" for r in data["history"])
     console.print(f"loss per step: {losses}", soft_wrap=True)
     console.print(f"tokens/s: {data['tokens_per_second']:,.0f}")
-    table = Table(title="trained tokens per domain")
-    for column in ("domain", "tokens", "share", "mix.yaml", "allowed", ""):
-        table.add_column(column, justify="left" if column == "domain" else "right")
-    for row in data["domains"]:
-        table.add_row(
-            row["domain"],
-            f"{row['tokens']:,}",
-            f"{row['share']:.4f}",
-            f"{row['expected']:.4f}",
-            f"+-{row['allowed']:.4f}",
-            "ok" if row["ok"] else "[red]off[/]",
-        )
-    console.print(table)
+    console.print(domains_table(data).rich())
     for line in headline(data):
         console.print(line, soft_wrap=True)
+    if "position_loss" in data:
+        console.print(position_table(data).rich())
+        console.print(extension_table(data).rich())
     verdict = "[green]PASS[/]" if data["ok"] else "[red]FAIL[/]: " + "; ".join(data["problems"])
     console.print(f"verdict: {verdict}", soft_wrap=True)
 
@@ -221,12 +214,65 @@ def card_lines(data: dict[str, Any]) -> list[str]:
         "",
         *[f"- {line}" for line in headline(data)],
         "",
-        "| domain | trained tokens | share | mix.yaml | allowed |",
-        "|---|---|---|---|---|",
+        *domains_table(data).markdown(),
     ]
-    lines += [
-        f"| {r['domain']} | {r['tokens']:,} | {r['share']:.4f} | {r['expected']:.4f} | "
-        f"+-{r['allowed']:.4f} |"
-        for r in data["domains"]
-    ]
+    if "position_loss" in data:
+        held = data["held_out"]
+        lines += [
+            "",
+            f"Held-out evaluation ({held['samples']} samples, {held['documents']} long "
+            f"documents; {held['rule']}):",
+            "",
+            *position_table(data).markdown(titled=True),
+            "",
+            *extension_table(data).markdown(titled=True),
+        ]
     return lines
+
+
+def domains_table(data: dict[str, Any]) -> Table:
+    table = Table(
+        "trained tokens per domain",
+        ["domain", "trained tokens", "share", "mix.yaml", "allowed", ""],
+    )
+    for row in data["domains"]:
+        table.rows.append(
+            [
+                row["domain"],
+                f"{row['tokens']:,}",
+                f"{row['share']:.4f}",
+                f"{row['expected']:.4f}",
+                f"+-{row['allowed']:.4f}",
+                "ok" if row["ok"] else "off",
+            ]
+        )
+    return table
+
+
+def position_table(data: dict[str, Any]) -> Table:
+    table = Table(
+        "held-out loss by position inside documents",
+        ["directory", "positions", "tokens", "loss"],
+        text_columns=2,
+    )
+    for directory, bins in data["position_loss"].items():
+        for start, end, tokens, loss in bins:
+            table.rows.append([directory, f"{start:,}-{end:,}", f"{tokens:,}", f"{loss:.3f}"])
+    return table
+
+
+def extension_table(data: dict[str, Any]) -> Table:
+    ext = data["extension"]
+    table = Table(
+        f"held-out loss past the trained length {ext['lengths'][0]:,} ({ext['documents']} "
+        f"documents; Self-Extend G {ext['group_size']}, w_n {ext['neighbor_window']:,}, "
+        f"up to {ext['max_length']:,} tokens)",
+        ["tokens", "RoPE", "Self-Extend"],
+    )
+    for length, rope, extended in zip(ext["lengths"], ext["rope"], ext["self_extend"], strict=True):
+        table.rows.append([f"{length:,}", loss_cell(rope), loss_cell(extended)])
+    return table
+
+
+def loss_cell(loss: float | None) -> str:
+    return "no document this long" if loss is None else f"{loss:.3f}"

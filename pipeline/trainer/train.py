@@ -1,8 +1,9 @@
 """`longmix smoke`: train a small Llama for a few steps on a longmix output, the way ProLong
 trains on it, and say whether the data is fit to spend GPU hours on.
 
-Read top to bottom: settings -> one streaming epoch -> model -> AdamW with warm-up and cosine
-decay -> steps of reordered micro-batches with a token-averaged loss -> report.
+Read top to bottom: settings -> one streaming epoch (and held-out data) -> model -> AdamW
+with warm-up and cosine decay -> steps of reordered micro-batches with a token-averaged loss
+-> the held-out evaluation (`evaluate.py`) -> report.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rich.progress import Progress
 from pipeline.config import SmokeConfig
 from pipeline.trainer.balance import balance, device_order
 from pipeline.trainer.data import Sample, Vocabulary, open_output, read_epoch
+from pipeline.trainer.evaluate import evaluate, held_out
 from pipeline.trainer.masking import IGNORE, labels
 from pipeline.trainer.model import (
     Attention,
@@ -69,8 +71,10 @@ def smoke(
     per_step = settings.devices * settings.accumulation
     with tempfile.TemporaryDirectory(prefix="longmix-smoke-") as cache:
         samples = read_epoch(output, settings.steps * per_step, settings.seed, storage, Path(cache))
-    vocabulary = Vocabulary.of(samples, runtime.vocab, output.tokenizer["vocab_size"])
-    shape = model_shape(settings, vocabulary, max(s.length for s in samples))
+        trained = max(s.length for s in samples)
+        held = held_out(output, samples, settings.eval, trained, storage, Path(cache))
+    vocabulary = Vocabulary.of(samples, runtime.vocab, output.tokenizer["vocab_size"], held.ids())
+    shape = model_shape(settings, vocabulary, trained)
     model = build_model(shape, runtime.attention, settings.seed).to(runtime.device)
     optimizer = torch.optim.AdamW(
         model.parameters(),
@@ -88,6 +92,11 @@ def smoke(
             scheduler.step()
             bar.update(task, advance=1, description=f"smoke loss {records[-1].loss:.3f}")
     costs = [[s.squared_lengths for s in step] for step in steps]
+    evaluation = None
+    if settings.eval.enabled:
+        evaluation = evaluate(
+            model, held, trained, settings.eval, vocabulary, runtime.attention, runtime.device
+        )
     return build_report(
         output,
         settings,
@@ -95,6 +104,7 @@ def smoke(
         samples,
         records,
         balance(costs, settings.devices),
+        evaluation,
     )
 
 
