@@ -15,6 +15,8 @@ from pipeline.trainer.evaluate import (
 from pipeline.trainer.extension import (
     SELF_EXTEND_ATTENTION,
     SelfExtend,
+    additive,
+    partial_attention,
     relative_positions,
 )
 from pipeline.trainer.masking import IGNORE, labels
@@ -118,3 +120,15 @@ def test_long_documents_are_rebuilt_from_consecutive_chunks_not_trained_on():
     stream = [chunk(bos), chunk(2), chunk(3), chunk(bos), trained, chunk(4), chunk(bos), chunk(2)]
     found = chained_documents(iter(stream), bos, {fingerprint(trained.input_ids)}, (8, 24), 5)
     assert [len(d) for d in found] == [24, 8, 16]
+
+
+def test_the_flash_and_explicit_partial_attentions_agree_rows_without_keys_included():
+    """The explicit path is what a GPU runs; both report -inf where a query has no key."""
+    generator = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(1, 4, 24, 16, generator=generator) for _ in range(3))
+    allowed = torch.ones(24, 24, dtype=torch.bool).tril(-3)  # rows 0-2 have no key
+    flash = partial_attention(q, k, v, 0.25, additive(allowed), flash=True)
+    explicit = partial_attention(q, k, v, 0.25, additive(allowed), flash=False)
+    assert torch.isinf(flash[1][..., :3]).all() and torch.isinf(explicit[1][..., :3]).all()
+    torch.testing.assert_close(flash[1][..., 3:], explicit[1][..., 3:], atol=1e-5, rtol=0)
+    torch.testing.assert_close(flash[0][..., 3:, :], explicit[0][..., 3:, :], atol=1e-5, rtol=0)

@@ -28,6 +28,7 @@ from transformers.models.llama.modeling_llama import rotate_half
 
 SELF_EXTEND_ATTENTION = "longmix_self_extend"
 QUERY_BLOCK = 1024
+SCORE_BUDGET = 2**28  # explicit scores (not on CPU) a block may hold: 1 GB of float32
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,9 @@ def self_extend_attention(
             rotate(q, positions // extend.group + shift - positions, inverse),
             rotate(k, positions // extend.group - positions, inverse),
         )
-        for first in range(0, end - start, QUERY_BLOCK):
-            last = min(end - start, first + QUERY_BLOCK)
+        block = query_block(query.device, query.shape[1], end - start)
+        for first in range(0, end - start, block):
+            last = min(end - start, first + block)
             parts = block_parts(first, last, extend.window)
             merged = merge(
                 [
@@ -118,6 +120,14 @@ def self_extend_attention(
             outputs.append(merged.to(query.dtype))
         start = end
     return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
+
+
+def query_block(device: torch.device, heads: int, keys: int) -> int:
+    """Queries per block: 1,024 on CPU, whose flash kernel holds no scores; elsewhere as many
+    as keep the block's explicit scores within SCORE_BUDGET."""
+    if device.type == "cpu":
+        return QUERY_BLOCK
+    return max(16, min(QUERY_BLOCK, SCORE_BUDGET // (heads * keys)))
 
 
 def block_parts(
@@ -146,12 +156,17 @@ def additive(allowed: torch.Tensor) -> torch.Tensor:
 
 
 def partial_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, mask: torch.Tensor | None
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    scale: float,
+    mask: torch.Tensor | None,
+    flash: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax attention over a subset of the keys, with its log-sum-exp (so that parts merge
     exactly): PyTorch's CPU flash kernel, or explicit scores on other devices."""
     mask = None if mask is None else mask.to(q.device)
-    if q.device.type == "cpu":
+    if q.device.type == "cpu" if flash is None else flash:
         output, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
             q, k, v, attn_mask=mask, scale=scale
         )
