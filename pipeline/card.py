@@ -21,6 +21,8 @@ from pipeline.report import INPUTS_FILE, REPORT_FILE
 from pipeline.stats import STATS_FILE, paper_tables
 from pipeline.tables import (
     Table,
+    contamination_table,
+    duplicates_table,
     long_tokens_table,
     mix_table,
     packing_table,
@@ -53,6 +55,7 @@ SECTIONS = (
     "Output",
     "Length statistics",
     "Skipped records",
+    "Duplicates and contamination",
     "Packing waste",
     "Validation",
     "Smoke test",
@@ -237,6 +240,7 @@ def render(
     ]
     skipped = skipped_table(report)
     lines += skipped.markdown() if skipped.rows else ["No record was left out."]
+    lines += ["", "## Duplicates and contamination", "", *duplicate_lines(report)]
     lines += ["", "## Packing waste", "", *packing_table(report).markdown()]
     lines += ["", "## Validation", ""]
     if validation is None:
@@ -276,6 +280,20 @@ def render(
         ).markdown(titled=True),
     ]
     return "\n".join(lines) + "\n"
+
+
+def duplicate_lines(report: dict[str, Any]) -> list[str]:
+    found = report.get("duplicates")
+    if found is None:
+        return ["Not counted: this output predates duplicate counting."]
+    lines = [*duplicates_table(found).markdown(titled=True)] if found["sources"] else []
+    if not found["sources"]:
+        lines.append(f"No exact duplicates (text normalized: {found['normalize']}).")
+    if "contamination" in report:
+        lines += ["", *contamination_table(report["contamination"]).markdown(titled=True)]
+    else:
+        lines += ["", "Not checked against evaluation text (`decontaminate.paths` is empty)."]
+    return lines
 
 
 def shard_rows(output: Path, mix: dict[str, Any]) -> list[list[str]]:

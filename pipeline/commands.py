@@ -15,7 +15,9 @@ import yaml
 from rich.console import Console
 
 from pipeline.tables import (
+    contamination_table,
     documents_table,
+    duplicates_table,
     long_tokens_table,
     mix_table,
     packing_table,
@@ -69,6 +71,10 @@ def print_summary(report: dict[str, Any]) -> None:
     skipped = skipped_table(report)
     if skipped.rows:
         console.print(skipped.rich())
+    if "duplicates" in report:
+        console.print(duplicates_table(report["duplicates"]).rich())
+    if "contamination" in report:
+        console.print(contamination_table(report["contamination"]).rich())
     if "packing" in report:
         console.print(packing_table(report).rich())
     if "mix" in report:

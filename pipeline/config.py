@@ -274,6 +274,42 @@ class SmokeConfig(Strict):
     eval: SmokeEvalConfig = Field(default_factory=SmokeEvalConfig)
 
 
+class DedupConfig(Strict):
+    """Exact duplicates are counted on every run; `mode: exact` also removes them (the
+    recipe does not). `dedup: exact` is short for `dedup: {mode: exact}`."""
+
+    mode: Literal["count", "exact"] = Field(
+        default="count", description="count: report copies; exact: also drop them before packing"
+    )
+    normalize: Literal["strip", "whitespace", "datatrove"] = Field(
+        default="strip",
+        description="what counts as the same text: surrounding whitespace stripped; every "
+        "whitespace run as one space; or datatrove's normalization (case, numbers, "
+        "punctuation, diacritics; several times slower)",
+    )
+    priority: list[str] = Field(
+        default_factory=list,
+        description="sources whose copy is kept first, in this order; the rest after, by name",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def shorthand(cls, value: Any) -> Any:
+        return {"mode": value} if isinstance(value, str) else value
+
+
+class DecontaminationConfig(Strict):
+    """Documents sharing a word n-gram with evaluation text: counted, or also dropped."""
+
+    paths: list[str] = Field(
+        default_factory=list,
+        description="evaluation files or globs (JSONL, parquet, else plain text), local or s3://",
+    )
+    field: str = Field(default="text", description="the JSONL key or parquet column to read")
+    ngram: int = Field(default=13, ge=1, description="words per n-gram, after normalization")
+    remove: bool = False
+
+
 class FaultsConfig(Strict):
     """For tests only: faults injected into a run to exercise retries and resume (see
     `stages.logic.mds.Faults`). Never part of the config digest."""
@@ -293,6 +329,8 @@ class Config(Strict):
     mix: MixConfig = Field(default_factory=MixConfig)
     mds: MdsConfig = Field(default_factory=MdsConfig)
     stats: StatsConfig = Field(default_factory=StatsConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    decontaminate: DecontaminationConfig = Field(default_factory=DecontaminationConfig)
     smoke: SmokeConfig = Field(default_factory=SmokeConfig)
     faults: FaultsConfig = Field(default_factory=FaultsConfig)
     read_target_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
@@ -312,6 +350,13 @@ class Config(Strict):
                 f"mds.shard_size {self.mds.shard_size} cannot hold a {longest}-token sample "
                 f"(up to {largest} bytes)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def priority_names_sources(self) -> Config:
+        unknown = sorted(set(self.dedup.priority) - set(self.sources))
+        if unknown:
+            raise ValueError(f"dedup.priority names {', '.join(unknown)}, which are not sources")
         return self
 
     def resolve(self, path: str) -> str:

@@ -16,7 +16,7 @@ import yaml
 
 from pipeline.card import VALIDATION_FILE, write_card
 from pipeline.config import Config
-from pipeline.inputs import discover
+from pipeline.inputs import discover, evaluation_index
 from pipeline.lock import run_lock
 from pipeline.mixfile import MIX_FILE, mix_section, write_mix_file
 from pipeline.ownership import (
@@ -39,7 +39,13 @@ from pipeline.specs import (
     tokenizer_spec,
 )
 from pipeline.stats import STATS_FILE, stats_section
-from pipeline.summary import documents_section, packing_section, sources_section
+from pipeline.summary import (
+    contamination_section,
+    documents_section,
+    duplicates_section,
+    packing_section,
+    sources_section,
+)
 from pipeline.trainer.report import SMOKE_FILE
 from stages.logic.counts import (
     DOCUMENT_TALLY_COLUMNS,
@@ -48,6 +54,7 @@ from stages.logic.counts import (
     count_record,
 )
 from stages.logic.errors import LongmixError
+from stages.logic.fingerprints import Fingerprints
 from stages.logic.mds import PASS_MARKER, MdsSpec, clear_stale, committed, publish
 from stages.logic.mix import MixTarget, plan_mix
 from stages.logic.read import ReadTask
@@ -85,6 +92,14 @@ SHARDS_DIR = "shards"  # under scratch: every packed sequence once, when the mix
 Units = dict[tuple[str, int], dict[str, Any]]  # (directory, bucket) -> commit record
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """What the run reads: the source files, and how their documents are fingerprinted."""
+
+    tasks: list[ReadTask]
+    fingerprints: Fingerprints
+
+
 @dataclass
 class Outcome:
     """What a step hands back: where its outputs are, the report sections it owns, the
@@ -110,13 +125,14 @@ def prepare(config: Config, master: str | None = None) -> RunReport:
             return finished
         report = RunReport(config.run.name, config.digest())
         with report.stage("discover"):
-            tasks = discover(config)
+            inputs = Inputs(discover(config), fingerprints(config))
+        tasks = inputs.tasks
         report.add(input={"files": len(tasks), "bytes": sum(t.size for t in tasks)})
         if config.run.until != "documents":
             preflight_tokenizer(config)
         spark = build_session(config.spark, master)
         with task_failures_as_errors():
-            outcome = run_stages(spark, config, tasks, report)
+            outcome = run_stages(spark, config, inputs, report)
         report.add(**outcome.sections, outputs=outcome.outputs)
         write_results(config, report, outcome.stats, tasks, storage)
     return report
@@ -164,12 +180,19 @@ def preflight_tokenizer(config: Config) -> None:
         raise LongmixError(f"{problem} (chat sources: {', '.join(chats)})")
 
 
-def run_stages(spark, config: Config, tasks: list[ReadTask], report: RunReport) -> Outcome:
+def fingerprints(config: Config) -> Fingerprints:
+    """How the read tasks mark documents; the evaluation n-grams are read here, once."""
+    return Fingerprints(
+        config.dedup.normalize, evaluation_index(config), config.decontaminate.remove
+    )
+
+
+def run_stages(spark, config: Config, inputs: Inputs, report: RunReport) -> Outcome:
     if config.run.until == "documents":
-        return write_documents(spark, config, read(spark, config, tasks), report)
+        return write_documents(spark, config, inputs, report)
     if config.run.until == "mds":
-        return write_output(spark, config, tasks, report)
-    return packed_sequences(spark, config, tasks, report)
+        return write_output(spark, config, inputs, report)
+    return packed_sequences(spark, config, inputs, report)
 
 
 def write_results(
@@ -214,30 +237,76 @@ def finished_report(config: Config, storage: StorageOptions) -> RunReport | None
     return RunReport.restored(saved)
 
 
-def read(spark, config: Config, tasks: list[ReadTask]):
+def read(spark, config: Config, inputs: Inputs):
     from stages.read import read_sources
 
     return read_sources(
         spark,
-        tasks,
+        inputs.tasks,
         source_specs(config),
         storage_options(config),
         config.run.strict,
         config.read_target_bytes,
+        inputs.fingerprints,
     )
 
 
-def write_documents(spark, config: Config, records, report: RunReport) -> Outcome:
+def duplicates(hashes, config: Config, removed: bool) -> dict[str, Any]:
+    """The report's `duplicates` section from HASH_COLUMNS rows (hashes only are shuffled)."""
+    from stages.dedup import copy_counts, group_copy_counts
+
+    def rows(found) -> list[dict[str, Any]]:
+        return sorted((row.asDict() for row in found), key=lambda r: sorted(r.items(), key=str))
+
+    priority = config.dedup.priority
+    copies = rows(copy_counts(hashes, priority))
+    groups = rows(group_copy_counts(hashes, priority))
+    return {"normalize": config.dedup.normalize, **duplicates_section(copies, groups, removed)}
+
+
+def deduplicated(spark, config: Config, inputs: Inputs, report: RunReport):
+    """The read records, and with `dedup.mode: exact` the `duplicates` section found first:
+    the sources are read once for their hashes alone, then again with every copy turned into
+    a skipped record (`duplicate`), so no copy reaches packing."""
+    from pyspark import StorageLevel
+
+    from stages.dedup import copies, record_hashes, without_copies
+
+    records = read(spark, config, inputs)
+    if config.dedup.mode != "exact":
+        return records, None
+    hashes = record_hashes(read(spark, config, inputs)).persist(StorageLevel.MEMORY_AND_DISK)
+    with report.stage("find_duplicates"):
+        section = duplicates(hashes, config, removed=True)
+    return without_copies(records, copies(hashes, config.dedup.priority)), section
+
+
+def contamination(tally: Tally, config: Config, inputs: Inputs) -> dict[str, Any]:
+    """The `contamination` section, when evaluation texts were given."""
+    index = inputs.fingerprints.index
+    if index is None:
+        return {}
+    removed = config.decontaminate.remove
+    return {"contamination": contamination_section(tally, index.summary(), removed)}
+
+
+def write_documents(spark, config: Config, inputs: Inputs, report: RunReport) -> Outcome:
     """The concatenated documents as parquet: a checkpoint to inspect, not the fast path."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     from stages.concat import concatenate
+    from stages.dedup import copies, record_hashes, without_copies
     from stages.tally import collect_tally
 
-    records = records.persist(StorageLevel.DISK_ONLY)
+    records = read(spark, config, inputs).persist(StorageLevel.DISK_ONLY)
     with report.stage("read"):
         read_tally = collect_tally(records, READ_TALLY_COLUMNS, count_record)
+        hashes = record_hashes(records)
+        removed = config.dedup.mode == "exact"
+        found = duplicates(hashes, config, removed)
+    if removed:
+        records = without_copies(records, copies(hashes, config.dedup.priority))
     documents = concatenate(
         records.where(F.col("skip_reason").isNull()),
         source_specs(config),
@@ -251,18 +320,23 @@ def write_documents(spark, config: Config, records, report: RunReport) -> Outcom
     records.unpersist()
     with report.stage("summarize"):
         written = collect_tally(spark.read.parquet(uri), DOCUMENT_TALLY_COLUMNS, count_document)
-    sections = {"sources": sources_section(read_tally), "documents": documents_section(written)}
+    sections = {
+        "sources": sources_section(read_tally),
+        "documents": documents_section(written),
+        "duplicates": found,
+        **contamination(read_tally, config, inputs),
+    }
     return Outcome({"documents": uri}, sections)
 
 
-def packed_sequences(spark, config: Config, tasks: list[ReadTask], report: RunReport) -> Outcome:
+def packed_sequences(spark, config: Config, inputs: Inputs, report: RunReport) -> Outcome:
     """The packed sequences in scratch, reused when an earlier run with the same packing
     settings finished them."""
     storage = storage_options(config)
     marker = join(config.scratch, PACKED_MARKER)
     outcome = saved_pass(marker, config.packing_digest(), storage)
     if outcome is None:
-        outcome = write_sequences(spark, config, read(spark, config, tasks), report)
+        outcome = write_sequences(spark, config, inputs, report)
         save_pass(marker, config.packing_digest(), outcome, report, storage)
     outcome.outputs = {"sequences": join(config.scratch, PACKED_DIR, "row_type=sequence")}
     return outcome
@@ -289,16 +363,18 @@ def save_pass(
 
 
 def write_sequences(
-    spark, config: Config, records, report: RunReport, units: MdsSpec | None = None
+    spark, config: Config, inputs: Inputs, report: RunReport, units: MdsSpec | None = None
 ) -> Outcome:
     """Records to packed sequences in one pass, then the partial sequences packed together.
 
     Everything the pass emits is written once, split by `row_type`: sequences (or, with
     `units`, the MDS units the tasks wrote them to: `commit` rows), the buckets' partial
-    sequences, and one tally per task (the report's numbers), so no second pass or persisted
+    sequences, one tally per task (the report's numbers) and each packed record's hash (`hash`
+    rows, from which duplicates are counted), so no second pass or persisted
     copy of the corpus is needed to count it."""
     from pyspark.sql import functions as F
 
+    from stages.dedup import HASH_COLUMNS
     from stages.leftovers import pack_leftovers
     from stages.sequences import build_sequences
 
@@ -308,6 +384,7 @@ def write_sequences(
     buckets = config.packing.buckets
     uri = join(config.scratch, PACKED_DIR)
     sink = None if units is None else (units, directories(config))
+    records, found = deduplicated(spark, config, inputs, report)
     rows = build_sequences(
         records,
         plan,
@@ -329,11 +406,17 @@ def write_sequences(
     )
     tally = Tally.merged([row.tally for row in handed_on if row.row_type == "tally"])
     commits = [json.loads(row.record) for row in handed_on if row.row_type == "commit"]
+    if found is None:
+        with report.stage("count_duplicates"):
+            hashes = spark.read.parquet(uri).where(F.col("row_type") == "hash")
+            found = duplicates(hashes.select(*HASH_COLUMNS), config, removed=False)
     sections = {
         "tokenizer": tokenizer.identity(),
         "sources": sources_section(tally),
         "documents": documents_section(tally),
         "packing": packing_section(tally),
+        "duplicates": found,
+        **contamination(tally, config, inputs),
     }
     stats = stats_section(tally, config.stats.all_thresholds(), config.stats.long_document_tokens)
     units_written = {(r["directory"], r["bucket"]): r for r in commits}
@@ -358,7 +441,7 @@ def mix_targets(config: Config, packing: dict[str, Any]) -> dict[SpecKey, MixTar
     )
 
 
-def write_output(spark, config: Config, tasks: list[ReadTask], report: RunReport) -> Outcome:
+def write_output(spark, config: Config, inputs: Inputs, report: RunReport) -> Outcome:
     """Every packed sequence written once as MDS shards by the task that packs it, exactly
     once (units an interrupted run committed are not written again), and the mix as
     mix.yaml's proportions; or, with `mix.materialize`, the sampled mix written out from
@@ -370,7 +453,7 @@ def write_output(spark, config: Config, tasks: list[ReadTask], report: RunReport
     root = join(config.scratch, SHARDS_DIR) if materialize else config.output
     shards = mds_spec(config, root, config.shards_digest())
     replaced = clear_stale(shards)
-    outcome = one_pass(spark, config, tasks, report, shards)
+    outcome = one_pass(spark, config, inputs, report, shards)
     targets = mix_targets(config, outcome.sections["packing"])
     units = outcome.units
     if materialize:
@@ -389,9 +472,7 @@ def write_output(spark, config: Config, tasks: list[ReadTask], report: RunReport
     return outcome
 
 
-def one_pass(
-    spark, config: Config, tasks: list[ReadTask], report: RunReport, spec: MdsSpec
-) -> Outcome:
+def one_pass(spark, config: Config, inputs: Inputs, report: RunReport, spec: MdsSpec) -> Outcome:
     """Records to committed MDS units; skipped when a finished pass of the same shards is
     recorded beside them (a rerun with another mix only rewrites mix.yaml)."""
     storage = storage_options(config)
@@ -401,7 +482,7 @@ def one_pass(
         outcome.sections["reused_stored_sequences"] = True
         outcome.units = committed(spec)
         return outcome
-    outcome = write_sequences(spark, config, read(spark, config, tasks), report, spec)
+    outcome = write_sequences(spark, config, inputs, report, spec)
     save_pass(marker, spec.digest, outcome, report, storage)
     return outcome
 

@@ -1,12 +1,21 @@
-"""The run's input files, listed on the driver: names and sizes only, never their text."""
+"""The run's inputs on the driver: the source files (names and sizes only, never their text)
+and the evaluation texts to decontaminate against (read whole: they are small)."""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import IO
+
+import pyarrow.parquet as pq
 
 from pipeline.config import Config
 from pipeline.specs import storage_options
 from stages.logic.errors import LongmixError
+from stages.logic.fingerprints import NGramIndex
 from stages.logic.read import ReadTask
-from stages.logic.storage import expand
+from stages.logic.readers import chunks_for, split_lines
+from stages.logic.storage import StorageOptions, expand, open_input
 
 
 def discover(config: Config) -> list[ReadTask]:
@@ -41,3 +50,57 @@ def common_folder(uris: list[str]) -> str:
         )
         shared = shared[: min(len(shared), len(other)) if size is None else size]
     return "/".join(shared)
+
+
+def evaluation_index(config: Config) -> NGramIndex | None:
+    """The word n-grams of the evaluation texts named by `decontaminate.paths` (None when it
+    names none), built once on the driver; files are named relative to their common folder."""
+    settings = config.decontaminate
+    if not settings.paths:
+        return None
+    storage = storage_options(config)
+    entries = {}
+    for pattern in settings.paths:
+        found = expand(config.resolve(pattern), storage)
+        if not found:
+            raise LongmixError(f"decontaminate.paths: no files match {pattern}")
+        entries.update({entry.uri: entry for entry in found})
+    common = common_folder(list(entries)) if len(entries) > 1 else ""
+    named = {uri: uri[len(common) :].lstrip("/") or uri.rsplit("/", 1)[-1] for uri in entries}
+    texts = (
+        (named[uri], text)
+        for uri in sorted(entries)
+        for text in evaluation_texts(uri, settings.field, storage)
+    )
+    return NGramIndex.build(texts, settings.ngram)
+
+
+def evaluation_texts(uri: str, column: str, storage: StorageOptions) -> Iterator[str]:
+    """The texts of one evaluation file: a JSONL key or parquet column, else the whole file."""
+    name = uri.removesuffix(".gz").removesuffix(".zst").removesuffix(".zstd")
+    with open_input(uri, storage) as raw:
+        if name.endswith(".parquet"):
+            table = pq.read_table(raw)
+            if column not in table.column_names:
+                raise LongmixError(f"{uri}: no column {column!r} (decontaminate.field)")
+            yield from (t for t in table.column(column).to_pylist() if isinstance(t, str))
+        elif name.endswith((".jsonl", ".json")):
+            yield from jsonl_texts(uri, raw, column)
+        else:
+            yield b"".join(chunks_for(uri, raw)).decode("utf-8", "replace")
+
+
+def jsonl_texts(uri: str, raw: IO[bytes], column: str) -> Iterator[str]:
+    for line_no, line in enumerate(split_lines(chunks_for(uri, raw)), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise LongmixError(f"{uri}, line {line_no}: not JSON ({exc})") from None
+        text = record.get(column) if isinstance(record, dict) else None
+        if not isinstance(text, str):
+            raise LongmixError(
+                f"{uri}, line {line_no}: no text in {column!r} (decontaminate.field)"
+            )
+        yield text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from stages.logic.counts import ANY_FILE
 from stages.logic.tally import Tally
 
 PACKING_FIELDS = (
@@ -72,3 +73,49 @@ def packing_section(tally: Tally) -> dict[str, Any]:
             added = n["special_tokens_added"] + n["padding_tokens"]
             n["tokens_accounted"] = n["tokens_in"] + added == n["tokens_out"] + dropped
     return out
+
+
+def duplicates_section(
+    copies: list[dict[str, Any]], groups: list[dict[str, Any]], removed: bool
+) -> dict[str, Any]:
+    """Copies per source (within it, across sources, within one group), per pair of sources
+    (copy's source -> the original's), and whole groups that copy another. Tokens are those
+    the copies were tokenized to; removed copies never are, so they carry none."""
+    sources: dict[str, Any] = {}
+    pairs: dict[str, Any] = {}
+    for row in copies:
+        entry = sources.setdefault(
+            row["source"], {"within_source": 0, "across_sources": 0, "within_group": 0}
+        )
+        add_counts(entry, row)
+        within = row["source"] == row["original_source"]
+        entry["within_source" if within else "across_sources"] += row["documents"]
+        entry["within_group"] += row["documents"] if row["same_group"] else 0
+        if not within:
+            add_counts(
+                pairs.setdefault(row["source"], {}).setdefault(row["original_source"], {}), row
+            )
+    whole: dict[str, Any] = {}
+    for row in groups:
+        entry = whole.setdefault(row["source"], {"groups": 0})
+        entry["groups"] += row["groups"]
+        add_counts(entry, row)
+    return {"removed": removed, "sources": sources, "pairs": pairs, "groups": whole}
+
+
+def add_counts(entry: dict[str, Any], row: dict[str, Any]) -> None:
+    for name in ("documents", "bytes", "tokens"):
+        if row[name] is not None:
+            entry[name] = entry.get(name, 0) + row[name]
+
+
+def contamination_section(tally: Tally, index: dict[str, Any], removed: bool) -> dict[str, Any]:
+    """Documents sharing an n-gram with evaluation text, per source and evaluation file."""
+    sources: dict[str, Any] = {}
+    for (source, name), numbers in tally.where("contaminated").items():
+        entry = sources.setdefault(source, {"documents": 0, "bytes": 0, "files": {}})
+        if name == ANY_FILE:
+            entry.update(numbers)
+        else:
+            entry["files"][name] = numbers
+    return {"removed": removed, "evaluation": index, "sources": sources}

@@ -70,6 +70,49 @@ def skipped_table(report: dict[str, Any]) -> Table:
     return table
 
 
+def duplicates_table(section: dict[str, Any]) -> Table:
+    """Per source: copies of an earlier document (removed or only counted), and whole groups
+    (repositories) that copy another."""
+    verb = "removed" if section["removed"] else "counted, kept"
+    table = Table(
+        f"exact duplicates ({verb}; text normalized: {section['normalize']})",
+        ["source", "copies", "within source", "of other sources", "tokens", "copied groups"],
+    )
+    for source, n in sorted(section["sources"].items()):
+        others = section["pairs"].get(source, {})
+        of_others = ", ".join(f"{o} {p['documents']:,}" for o, p in sorted(others.items()))
+        tokens = f"{n['tokens']:,}" if "tokens" in n else "not tokenized"
+        groups = section["groups"].get(source, {}).get("groups", 0)
+        table.rows.append(
+            [
+                source,
+                f"{n['documents']:,}",
+                f"{n['within_source']:,}",
+                of_others or "0",
+                tokens,
+                f"{groups:,}",
+            ]
+        )
+    return table
+
+
+def contamination_table(section: dict[str, Any]) -> Table:
+    """Per source and evaluation file: documents sharing an n-gram with it."""
+    evaluation = section["evaluation"]
+    verb = "removed" if section["removed"] else "counted, kept"
+    table = Table(
+        f"documents sharing a {evaluation['ngram_words']}-word n-gram with evaluation text "
+        f"({verb}; {evaluation['ngrams']:,} evaluation n-grams)",
+        ["source", "evaluation file", "documents", "MB"],
+        text_columns=2,
+    )
+    for source, n in sorted(section["sources"].items()):
+        for name, found in sorted(n["files"].items()):
+            row = [source, name, f"{found['documents']:,}", f"{found['bytes'] / 1e6:,.2f}"]
+            table.rows.append(row)
+    return table
+
+
 def packing_table(report: dict[str, Any]) -> Table:
     """Per domain and length: what went in, what came out, and every token not trained on."""
     table = Table(

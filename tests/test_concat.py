@@ -19,6 +19,7 @@ SPECS = {"stack": PRESETS["stack"]}
 def rows(group, sizes):
     return [
         {
+            "id": f"stack/{group}#{i}",
             "source": "stack",
             "domain": "code",
             "kind": "text",
@@ -43,6 +44,7 @@ def test_parts_close_before_passing_the_limit():
         assert doc["bytes"] == len(doc["text"])
         assert doc["bytes"] <= 100 or doc["members"] == 1
     assert docs[0]["text"] == b"f0.py\n" + b"x" * 40 + b"\nf1.py\n" + b"x" * 40
+    assert docs[0]["member_records"] == [("stack/a#0", None, 40), ("stack/a#1", None, 40)]
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ from stages.logic.batches import batched, rows_of
 from stages.logic.schemas import DOCUMENT_SCHEMA, row_bytes
 from stages.logic.sources import SourceSpec
 
-INPUT_COLUMNS = ["id", "source", "domain", "kind", "group", "member", "text"]
+INPUT_COLUMNS = ["id", "source", "domain", "kind", "group", "member", "text", "hash"]
+MemberRecord = tuple[str, bytes | None, int]  # a member's record id, text hash and bytes
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Part:
     size: int = 0
     members: int = 0
     ends: list[int] = field(default_factory=list)  # each member's end offset in the text
+    records: list[MemberRecord] = field(default_factory=list)
 
     def document(self) -> dict[str, Any]:
         return {
@@ -46,8 +48,13 @@ class Part:
             "part": self.index,
             "members": self.members,
             "member_ends": self.ends,
+            "member_records": self.records,
             "bucket": self.bucket,
         }
+
+
+def member_record(row: dict[str, Any]) -> MemberRecord:
+    return row["id"], row.get("hash"), len(row["text"])
 
 
 def single(row: dict[str, Any]) -> dict[str, Any]:
@@ -58,6 +65,7 @@ def single(row: dict[str, Any]) -> dict[str, Any]:
         "part": 0,
         "members": 1,
         "member_ends": [len(row["text"])],
+        "member_records": [member_record(row)],
         "bucket": row.get("bucket"),
     }
 
@@ -98,6 +106,7 @@ def concatenate_rows(
         part.size += size
         part.members += 1
         part.ends.append(part.size)
+        part.records.append(member_record(row))
     if part is not None:
         yield part.document()
 

@@ -18,12 +18,19 @@ READ_TALLY_COLUMNS = [
     "skip_detail",
     "skip_bad",
     "skip_records",
+    "contaminated",
 ]
+ANY_FILE = "*"  # a contaminated document counted once, whichever files it overlaps
 DOCUMENT_TALLY_COLUMNS = ["source", "domain", "bytes", "group", "part", "members"]
 
 
 def count_record(tally: Tally, row: dict[str, Any]) -> None:
-    """A READ_SCHEMA row into the report's read numbers: kept by domain, skipped by reason."""
+    """A READ_SCHEMA row into the report's read numbers: kept by domain, skipped by reason,
+    and documents sharing n-grams with evaluation files (kept or not) by source and file."""
+    for name in row["contaminated"] or ():
+        tally.add(("contaminated", row["source"], name), documents=1, bytes=row["bytes"])
+    if row["contaminated"]:
+        tally.add(("contaminated", row["source"], ANY_FILE), documents=1, bytes=row["bytes"])
     if row["skip_reason"] is None:
         tally.add(("read", row["source"], row["domain"]), documents=1, bytes=row["bytes"])
         return

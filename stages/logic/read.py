@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from stages.logic.batches import batched
 from stages.logic.errors import TaskError
+from stages.logic.fingerprints import Fingerprints
 from stages.logic.readers import BadRecordError, Skip, read_file, record_unit
 from stages.logic.schemas import READ_SCHEMA, read_rows, row_bytes
 from stages.logic.sources import SourceSpec
@@ -48,10 +49,15 @@ def encode_bin(tasks: list[ReadTask]) -> str:
 
 
 def read_bin(
-    files_json: str, specs: dict[str, SourceSpec], storage: StorageOptions, strict: bool
+    files_json: str,
+    specs: dict[str, SourceSpec],
+    storage: StorageOptions,
+    strict: bool,
+    fingerprints: Fingerprints,
 ) -> Iterator[pa.RecordBatch]:
     items = read_items(files_json, specs, storage, strict)
-    yield from batched(read_rows(items), READ_SCHEMA, size_of=row_bytes)
+    rows = read_rows(items, fingerprints.mark)
+    yield from batched(rows, READ_SCHEMA, size_of=row_bytes)
 
 
 def read_items(
@@ -79,8 +85,9 @@ def read_partition(
     specs: dict[str, SourceSpec],
     storage: StorageOptions,
     strict: bool,
+    fingerprints: Fingerprints,
 ) -> Iterator[pa.RecordBatch]:
     """mapInArrow body: each input row names a bin of files (JSON) to read."""
     for batch in batches:
         for files_json in batch.column("files").to_pylist():
-            yield from read_bin(files_json, specs, storage, strict)
+            yield from read_bin(files_json, specs, storage, strict, fingerprints)

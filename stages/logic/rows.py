@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -16,6 +16,7 @@ from stages.logic.stats import DEFAULT_THRESHOLDS, count_lengths, document_lengt
 from stages.logic.tally import Tally
 
 BATCH_TOKENS = 4 * 1024 * 1024
+BATCH_RECORDS = 8192
 
 
 def list_column(arrays: list[np.ndarray | None], dtype: pa.DataType) -> pa.Array:
@@ -50,6 +51,7 @@ class RowBuffer:
         sink: SequenceSink | None = None,
     ) -> None:
         self.rows: list[dict] = []
+        self.records: list[dict] = []
         self.tokens = 0
         self.tally = tally
         self.thresholds = thresholds
@@ -97,11 +99,32 @@ class RowBuffer:
                 list_column([s.input_ids.view(np.int32) for s in sequences], pa.int32()),
                 list_column([s.indices.reshape(-1) for s in sequences], pa.int32()),
                 list_column([s.mask for s in sequences], pa.int8()),
-                pa.nulls(len(rows), pa.large_string()),
-                pa.nulls(len(rows), pa.large_string()),
+                *[pa.nulls(len(rows), f.type) for f in SEQUENCE_SCHEMA][8:],
             ],
             schema=SEQUENCE_SCHEMA,
         )
+
+    def add_records(self, document: dict[str, Any], tokens: list[int]) -> Iterator[pa.RecordBatch]:
+        """`hash` rows for a packed document's records, with the tokens each contributed."""
+        members = zip(document["member_records"], tokens, strict=True)
+        self.records += [
+            {
+                "row_type": "hash",
+                "source": document["source"],
+                "id": record_id,
+                "group": document["group"],
+                "hash": digest,
+                "bytes": size,
+                "tokens": int(count),
+            }
+            for (record_id, digest, size), count in members
+        ]
+        if len(self.records) >= BATCH_RECORDS:
+            yield self.flush_records()
+
+    def flush_records(self) -> pa.RecordBatch:
+        rows, self.records = self.records, []
+        return pa.RecordBatch.from_pylist(rows, schema=SEQUENCE_SCHEMA)
 
     def commit(self) -> Iterator[pa.RecordBatch]:
         """The sink's units committed, one `commit` row each."""
@@ -114,6 +137,8 @@ class RowBuffer:
     def pending(self) -> Iterator[pa.RecordBatch]:
         if self.rows:
             yield self.flush()
+        if self.records:
+            yield self.flush_records()
 
     def close(self) -> Iterator[pa.RecordBatch]:
         """The rows still held, the sink's last units, then the tally row."""

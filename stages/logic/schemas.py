@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -38,6 +38,8 @@ READ_SCHEMA = pa.schema(
         ("skip_detail", pa.large_string()),
         ("skip_bad", pa.bool_()),
         ("skip_records", pa.int64()),
+        ("hash", pa.binary()),  # of the normalized text (`fingerprints.text_hash`)
+        ("contaminated", pa.list_(pa.large_string())),  # evaluation files it overlaps
     ]
 )
 
@@ -81,15 +83,20 @@ def row_bytes(row: dict[str, Any]) -> int:
     return row.get("bytes") or 0
 
 
-def read_rows(items: Iterable[Document | Skip]) -> Iterator[dict[str, Any]]:
-    return (read_row(item) for item in items)
+def read_rows(
+    items: Iterable[Document | Skip], mark: Callable[[dict[str, Any]], dict[str, Any]]
+) -> Iterator[dict[str, Any]]:
+    """READ_SCHEMA rows; `mark` sets a document's fingerprints (`Fingerprints.mark`)."""
+    for item in items:
+        row = read_row(item)
+        yield row if isinstance(item, Skip) else mark(row)
 
 
 # Token ids travel as int32: Spark has no unsigned types and every vocabulary fits in 31
 # bits; the MDS writer stores them as uint32. A task's counts travel as one `tally` row.
 SEQUENCE_SCHEMA = pa.schema(
     [
-        ("row_type", pa.large_string()),  # sequence | partial | tally | commit
+        ("row_type", pa.large_string()),  # sequence | partial | tally | commit | hash
         ("domain", pa.large_string()),
         ("seq_len", pa.int32()),
         ("bucket", pa.int32()),
@@ -99,5 +106,12 @@ SEQUENCE_SCHEMA = pa.schema(
         ("mask", pa.list_(pa.int8())),
         ("tally", pa.large_string()),
         ("record", pa.large_string()),  # an MDS unit's commit record, JSON
+        # A `hash` row: one read record that went into packing (duplicate counting).
+        ("source", pa.large_string()),
+        ("id", pa.large_string()),
+        ("group", pa.large_string()),
+        ("hash", pa.binary()),
+        ("bytes", pa.int64()),
+        ("tokens", pa.int64()),
     ]
 )

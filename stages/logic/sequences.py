@@ -128,9 +128,9 @@ class BucketPacker:
 
 def count_token_lengths(
     tally: Tally, document: dict[str, Any], ids: np.ndarray, plan: SequencePlan, tokenizer
-) -> None:
+) -> list[int]:
     """The document's length, and its records' (a repository's files: the tokens that start
-    inside each file), into the length statistics."""
+    inside each file), into the length statistics; the records' lengths returned."""
     source, domain = document["source"], document["domain"]
     count_lengths(tally, "document", source, domain, [len(ids)], plan.thresholds)
     ends = document["member_ends"]
@@ -138,6 +138,7 @@ def count_token_lengths(
         member_token_counts(ids, tokenizer.byte_lengths(), ends) if len(ends) > 1 else [len(ids)]
     )
     count_lengths(tally, "read", source, domain, members, plan.thresholds)
+    return members
 
 
 def sequences_partition(
@@ -151,7 +152,8 @@ def sequences_partition(
     records = kept_records(rows_of(as_binary(batches), INPUT_COLUMNS), out.tally)
     documents = counted(concatenate_rows(records, plan.sources, plan.max_document_bytes), out.tally)
     for document, ids, mask in encode_documents(documents, tokenizer):
-        count_token_lengths(out.tally, document, ids, plan, tokenizer)
+        members = count_token_lengths(out.tally, document, ids, plan, tokenizer)
+        yield from out.add_records(document, members)
         yield from packer.add(document, ids, mask)
     yield from packer.close()
     yield from out.close()

@@ -1,0 +1,130 @@
+"""Exact duplicates, found from the text hashes the read tasks computed: only hashes, ids and
+counts cross the shuffle, never text.
+
+Among records with the same hash the first in a fixed order is the original (sources in the
+configured priority, then by name, then group, then record id); every other one is a copy of
+it. Ordering by group before record keeps a repository duplicated under another name whole on
+one side: all its files are copies of the first repository's. The order depends on the data
+alone, so the copies do not depend on partitioning.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Row, Window
+from pyspark.sql import functions as F
+
+from stages.logic.schemas import READ_SCHEMA
+
+HASH_COLUMNS = ["source", "id", "group", "hash", "bytes", "tokens"]
+
+
+def source_rank(priority: list[str]) -> Column:
+    """A source's place in `priority`; sources not named come after, in name order."""
+    position = F.array_position(F.array(*[F.lit(name) for name in priority]), F.col("source"))
+    return F.when(position > 0, position).otherwise(F.lit(len(priority) + 1))
+
+
+def first_over(window: Window, column: str) -> Column:
+    return F.first(column).over(window)
+
+
+def with_originals(hashes: DataFrame, priority: list[str]) -> DataFrame:
+    """HASH_COLUMNS rows with the source, id and group of the first record of their hash."""
+    window = Window.partitionBy("hash").orderBy(source_rank(priority), "source", "group", "id")
+    return hashes.select(
+        *HASH_COLUMNS,
+        first_over(window, "source").alias("original_source"),
+        first_over(window, "id").alias("original"),
+        first_over(window, "group").alias("original_group"),
+    )
+
+
+def copies(hashes: DataFrame, priority: list[str]) -> DataFrame:
+    """The records that copy an earlier one, each with the one it copies."""
+    return with_originals(hashes, priority).where(F.col("id") != F.col("original"))
+
+
+def copy_counts(hashes: DataFrame, priority: list[str]) -> list[Row]:
+    """Copies per (source, source of the original, in the same group or not)."""
+    same_group = (
+        F.col("group").isNotNull()
+        & (F.col("source") == F.col("original_source"))
+        & (F.col("group") == F.col("original_group"))
+    )
+    return (
+        copies(hashes, priority)
+        .groupBy("source", "original_source", same_group.alias("same_group"))
+        .agg(
+            F.count("*").alias("documents"),
+            F.sum("bytes").alias("bytes"),
+            F.sum("tokens").alias("tokens"),
+        )
+        .collect()
+    )
+
+
+def group_copy_counts(hashes: DataFrame, priority: list[str]) -> list[Row]:
+    """Whole groups (repositories, subjects) whose records' hashes, as a multiset, equal an
+    earlier group's: per (source, source of the original)."""
+    signature = F.sha2(F.concat_ws(",", F.array_sort(F.collect_list(F.hex("hash")))), 256)
+    groups = (
+        hashes.where(F.col("group").isNotNull())
+        .groupBy("source", "group")
+        .agg(
+            signature.alias("signature"),
+            F.count("*").alias("documents"),
+            F.sum("bytes").alias("bytes"),
+            F.sum("tokens").alias("tokens"),
+        )
+    )
+    window = Window.partitionBy("signature").orderBy(source_rank(priority), "source", "group")
+    originals = groups.select(
+        "*",
+        first_over(window, "source").alias("original_source"),
+        first_over(window, "group").alias("original_group"),
+    )
+    copied = (F.col("source") != F.col("original_source")) | (
+        F.col("group") != F.col("original_group")
+    )
+    return (
+        originals.where(copied)
+        .groupBy("source", "original_source")
+        .agg(
+            F.count("*").alias("groups"),
+            F.sum("documents").alias("documents"),
+            F.sum("bytes").alias("bytes"),
+            F.sum("tokens").alias("tokens"),
+        )
+        .collect()
+    )
+
+
+def record_hashes(records: DataFrame) -> DataFrame:
+    """HASH_COLUMNS of the read documents (tokens unknown before tokenizing)."""
+    return records.where(F.col("skip_reason").isNull()).select(
+        "source", "id", "group", "hash", "bytes", F.lit(None).cast("long").alias("tokens")
+    )
+
+
+def without_copies(records: DataFrame, copied: DataFrame) -> DataFrame:
+    """READ_SCHEMA records in which every copy is a skipped record (`duplicate`), so it is
+    counted with the other skips and never reaches packing."""
+    marked = records.join(
+        copied.select("source", "id", F.col("original").alias("copy_of")), ["source", "id"], "left"
+    )
+    is_copy = F.col("copy_of").isNotNull()
+    replaced = {
+        "text": F.lit(None).cast("string"),
+        "skip_reason": F.lit("duplicate"),
+        "skip_detail": F.concat(F.col("id"), F.lit(" copies "), F.col("copy_of")),
+        "skip_bad": F.lit(False),
+        "skip_records": F.lit(1).cast("long"),
+    }
+    return marked.select(
+        *[
+            F.when(is_copy, replaced[name]).otherwise(F.col(name)).alias(name)
+            if name in replaced
+            else F.col(name)
+            for name in READ_SCHEMA.names
+        ]
+    )
