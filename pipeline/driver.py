@@ -47,6 +47,7 @@ from pipeline.summary import (
     sources_section,
 )
 from pipeline.trainer.report import SMOKE_FILE
+from stages.logic import duplicates as duplicates_in_memory
 from stages.logic.counts import (
     DOCUMENT_TALLY_COLUMNS,
     READ_TALLY_COLUMNS,
@@ -86,6 +87,8 @@ TEXT_PARQUET_OPTIONS = {
     "parquet.page.size.check.estimate": "false",
     "compression": "zstd",
 }
+# Hash rows counted on the driver up to this many (about 100 MB of Arrow), past it by Spark.
+LOCAL_DEDUP_RECORDS = 1_000_000
 PACKED_DIR = "packed"
 PACKED_MARKER = "_packed.json"
 SHARDS_DIR = "shards"  # under scratch: every packed sequence once, when the mix is materialized
@@ -251,16 +254,27 @@ def read(spark, config: Config, inputs: Inputs):
     )
 
 
-def duplicates(hashes, config: Config, removed: bool) -> dict[str, Any]:
-    """The report's `duplicates` section from HASH_COLUMNS rows (hashes only are shuffled)."""
-    from stages.dedup import copy_counts, group_copy_counts
+def dedup_partitions(spark) -> int:
+    return spark.sparkContext.defaultParallelism * 2
+
+
+def duplicates(spark, hashes, config: Config, removed: bool, records: int) -> dict[str, Any]:
+    """The report's `duplicates` section from the `records` HASH_COLUMNS rows: counted on the
+    driver when they are few (`LOCAL_DEDUP_RECORDS`), else by Spark (only hashes shuffled)."""
+    from stages import dedup
 
     def rows(found) -> list[dict[str, Any]]:
-        return sorted((row.asDict() for row in found), key=lambda r: sorted(r.items(), key=str))
+        found = [row if isinstance(row, dict) else row.asDict() for row in found]
+        return sorted(found, key=lambda r: sorted(r.items(), key=str))
 
-    priority = config.dedup.priority
-    copies = rows(copy_counts(hashes, priority))
-    groups = rows(group_copy_counts(hashes, priority))
+    priority, partitions = config.dedup.priority, dedup_partitions(spark)
+    if records <= LOCAL_DEDUP_RECORDS:
+        table = hashes.toArrow()
+        copies = rows(duplicates_in_memory.copy_counts(table, priority))
+        groups = rows(duplicates_in_memory.group_copy_counts(table, priority))
+    else:
+        copies = rows(dedup.copy_counts(hashes, priority, partitions))
+        groups = rows(dedup.group_copy_counts(hashes, priority, partitions))
     return {"normalize": config.dedup.normalize, **duplicates_section(copies, groups, removed)}
 
 
@@ -277,8 +291,9 @@ def deduplicated(spark, config: Config, inputs: Inputs, report: RunReport):
         return records, None
     hashes = record_hashes(read(spark, config, inputs)).persist(StorageLevel.MEMORY_AND_DISK)
     with report.stage("find_duplicates"):
-        section = duplicates(hashes, config, removed=True)
-    return without_copies(records, copies(hashes, config.dedup.priority)), section
+        section = duplicates(spark, hashes, config, True, hashes.count())
+    copied = copies(hashes, config.dedup.priority, dedup_partitions(spark))
+    return without_copies(records, copied), section
 
 
 def contamination(tally: Tally, config: Config, inputs: Inputs) -> dict[str, Any]:
@@ -304,9 +319,11 @@ def write_documents(spark, config: Config, inputs: Inputs, report: RunReport) ->
         read_tally = collect_tally(records, READ_TALLY_COLUMNS, count_record)
         hashes = record_hashes(records)
         removed = config.dedup.mode == "exact"
-        found = duplicates(hashes, config, removed)
+        kept = sum(n["documents"] for n in read_tally.where("read").values())
+        found = duplicates(spark, hashes, config, removed, kept)
     if removed:
-        records = without_copies(records, copies(hashes, config.dedup.priority))
+        copied = copies(hashes, config.dedup.priority, dedup_partitions(spark))
+        records = without_copies(records, copied)
     documents = concatenate(
         records.where(F.col("skip_reason").isNull()),
         source_specs(config),
@@ -409,7 +426,8 @@ def write_sequences(
     if found is None:
         with report.stage("count_duplicates"):
             hashes = spark.read.parquet(uri).where(F.col("row_type") == "hash")
-            found = duplicates(hashes.select(*HASH_COLUMNS), config, removed=False)
+            kept = sum(n["documents"] for n in tally.where("read").values())
+            found = duplicates(spark, hashes.select(*HASH_COLUMNS), config, False, kept)
     sections = {
         "tokenizer": tokenizer.identity(),
         "sources": sources_section(tally),

@@ -71,12 +71,21 @@ def skipped_table(report: dict[str, Any]) -> Table:
 
 
 def duplicates_table(section: dict[str, Any]) -> Table:
-    """Per source: copies of an earlier document (removed or only counted), and whole groups
-    (repositories) that copy another."""
+    """Per source: copies of an earlier document (removed or only counted), of one in the same
+    source, in the same group (a file repeated inside a repository), of other sources; and
+    whole groups (repositories) that copy another."""
     verb = "removed" if section["removed"] else "counted, kept"
     table = Table(
         f"exact duplicates ({verb}; text normalized: {section['normalize']})",
-        ["source", "copies", "within source", "of other sources", "tokens", "copied groups"],
+        [
+            "source",
+            "copies",
+            "of the same source",
+            "in the same group",
+            "of other sources",
+            "tokens",
+            "copied groups",
+        ],
     )
     for source, n in sorted(section["sources"].items()):
         others = section["pairs"].get(source, {})
@@ -88,6 +97,7 @@ def duplicates_table(section: dict[str, Any]) -> Table:
                 source,
                 f"{n['documents']:,}",
                 f"{n['within_source']:,}",
+                f"{n['within_group']:,}",
                 of_others or "0",
                 tokens,
                 f"{groups:,}",

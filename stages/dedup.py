@@ -28,10 +28,17 @@ def first_over(window: Window, column: str) -> Column:
     return F.first(column).over(window)
 
 
-def with_originals(hashes: DataFrame, priority: list[str]) -> DataFrame:
+def by(frame: DataFrame, partitions: int, *keys: str) -> DataFrame:
+    """`frame` hash-partitioned by `keys`, so the window or aggregation over them that follows
+    needs no shuffle of its own: these jobs move little data, and Spark's default of 200
+    shuffle partitions (not coalesced here, see `pipeline.spark`) costs seconds a shuffle."""
+    return frame.repartition(partitions, *keys)
+
+
+def with_originals(hashes: DataFrame, priority: list[str], partitions: int) -> DataFrame:
     """HASH_COLUMNS rows with the source, id and group of the first record of their hash."""
     window = Window.partitionBy("hash").orderBy(source_rank(priority), "source", "group", "id")
-    return hashes.select(
+    return by(hashes, partitions, "hash").select(
         *HASH_COLUMNS,
         first_over(window, "source").alias("original_source"),
         first_over(window, "id").alias("original"),
@@ -39,21 +46,24 @@ def with_originals(hashes: DataFrame, priority: list[str]) -> DataFrame:
     )
 
 
-def copies(hashes: DataFrame, priority: list[str]) -> DataFrame:
+def copies(hashes: DataFrame, priority: list[str], partitions: int) -> DataFrame:
     """The records that copy an earlier one, each with the one it copies."""
-    return with_originals(hashes, priority).where(F.col("id") != F.col("original"))
+    originals = with_originals(hashes, priority, partitions)
+    return originals.where(F.col("id") != F.col("original"))
 
 
-def copy_counts(hashes: DataFrame, priority: list[str]) -> list[Row]:
+def copy_counts(hashes: DataFrame, priority: list[str], partitions: int) -> list[Row]:
     """Copies per (source, source of the original, in the same group or not)."""
     same_group = (
         F.col("group").isNotNull()
         & (F.col("source") == F.col("original_source"))
         & (F.col("group") == F.col("original_group"))
     )
+    keys = ["source", "original_source", "same_group"]
+    found = copies(hashes, priority, partitions).withColumn("same_group", same_group)
     return (
-        copies(hashes, priority)
-        .groupBy("source", "original_source", same_group.alias("same_group"))
+        by(found, partitions, *keys)
+        .groupBy(*keys)
         .agg(
             F.count("*").alias("documents"),
             F.sum("bytes").alias("bytes"),
@@ -63,12 +73,13 @@ def copy_counts(hashes: DataFrame, priority: list[str]) -> list[Row]:
     )
 
 
-def group_copy_counts(hashes: DataFrame, priority: list[str]) -> list[Row]:
+def group_copy_counts(hashes: DataFrame, priority: list[str], partitions: int) -> list[Row]:
     """Whole groups (repositories, subjects) whose records' hashes, as a multiset, equal an
     earlier group's: per (source, source of the original)."""
     signature = F.sha2(F.concat_ws(",", F.array_sort(F.collect_list(F.hex("hash")))), 256)
+    grouped = hashes.where(F.col("group").isNotNull())
     groups = (
-        hashes.where(F.col("group").isNotNull())
+        by(grouped, partitions, "source", "group")
         .groupBy("source", "group")
         .agg(
             signature.alias("signature"),
@@ -78,7 +89,7 @@ def group_copy_counts(hashes: DataFrame, priority: list[str]) -> list[Row]:
         )
     )
     window = Window.partitionBy("signature").orderBy(source_rank(priority), "source", "group")
-    originals = groups.select(
+    originals = by(groups, partitions, "signature").select(
         "*",
         first_over(window, "source").alias("original_source"),
         first_over(window, "group").alias("original_group"),
@@ -87,7 +98,7 @@ def group_copy_counts(hashes: DataFrame, priority: list[str]) -> list[Row]:
         F.col("group") != F.col("original_group")
     )
     return (
-        originals.where(copied)
+        by(originals.where(copied), partitions, "source", "original_source")
         .groupBy("source", "original_source")
         .agg(
             F.count("*").alias("groups"),

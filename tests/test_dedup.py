@@ -40,8 +40,8 @@ EVAL_TXT = "Passage. " + " ".join(EDU[3].split()[10:25]) + " End."
 
 def planted_corpus(root: Path) -> Path:
     """fineweb: WEB, WEB[0] again in another file (+ whitespace around it); fineweb-edu: EDU
-    and copies of WEB[1], WEB[2]; stack: repositories a (3 files) and b (2 files), and
-    a-fork, a's files under another name."""
+    and copies of WEB[1], WEB[2]; stack: repositories a (3 files), b (2 files and a vendored
+    copy of one of them) and z-fork, a's files under another name."""
     web = [corpus.fineweb_row(t, i) for i, t in enumerate(WEB)]
     corpus.write_parquet(root / "web/000.parquet", web[:6], corpus.FINEWEB_SCHEMA)
     again = [corpus.fineweb_row(t, i) for i, t in enumerate([*WEB[6:], PADDED])]
@@ -52,6 +52,7 @@ def planted_corpus(root: Path) -> Path:
     files = [("org/a", p, FILES[p]) for p in names[:3]] + [
         ("org/b", p, FILES[p]) for p in names[3:]
     ]
+    files += [("org/b", "vendor/m3.py", FILES[names[3]])]
     files += [("org/z-fork", p, FILES[p]) for p in names[:3]]
     corpus.write_stack(root / "stack", files, shards=2)
     corpus.write_jsonl(root / "evals/qa.jsonl", EVAL_JSONL)
@@ -162,10 +163,10 @@ def test_planted_copies_and_contamination_are_counted_exactly(counted):
     }
     assert edu["tokens"] == tokens([WEB[1], WEB[2]])
     stack = found["sources"]["stack"]
-    assert (stack["documents"], stack["within_source"], stack["within_group"]) == (3, 3, 0)
-    assert found["groups"] == {
-        "stack": {"groups": 1, **{k: stack[k] for k in ("documents", "bytes", "tokens")}}
-    }
+    assert (stack["documents"], stack["within_source"], stack["within_group"]) == (4, 4, 1)
+    forked = found["groups"]["stack"]
+    assert (forked["groups"], forked["documents"]) == (1, 3)
+    assert forked["bytes"] == sum(len(FILES[p].encode()) for p in sorted(FILES)[:3])
     contamination = counted["contamination"]
     assert contamination["removed"] is False
     assert contamination["sources"]["fineweb"]["files"] == {
@@ -190,7 +191,7 @@ def test_with_removal_each_planted_document_is_gone_and_nothing_else(planted, co
     assert skipped["fineweb"]["contaminated"]["count"] == 1
     assert skipped["fineweb-edu"]["duplicate"]["count"] == 2
     assert skipped["fineweb-edu"]["contaminated"]["count"] == 1
-    assert skipped["stack"]["duplicate"]["count"] == 3
+    assert skipped["stack"]["duplicate"]["count"] == 4
     before, after = counted["packing"], removed["packing"]
     gone = {
         "fineweb-2023-50": [PADDED, WEB[5]],
@@ -234,10 +235,34 @@ def test_removal_gives_the_same_samples_whatever_the_partitioning(planted, tmp_p
         result = prepare_cli(data, tmp_path, name)
         assert result.returncode == 0, result.stderr[-3000:]
         report = json.loads((output / "_report.json").read_text())
-        assert report["duplicates"]["sources"]["stack"]["documents"] == 3
+        assert report["duplicates"]["sources"]["stack"]["documents"] == 4
         assert "exact duplicates (removed" in result.stderr
         card = (output / "README.md").read_text()
-        assert "| stack | 3 | 3 | 0 | not tokenized | 1 |" in card
+        assert "| stack | 4 | 4 | 1 | 0 | not tokenized | 1 |" in card
         assert "| fineweb | qa.jsonl | 1 |" in card
         runs.append(sorted(p.read_bytes() for p in output.rglob("*.mds")))
     assert runs[0] == runs[1] and runs[0]
+
+
+def test_the_spark_plan_and_the_in_memory_count_agree(counted, spark):
+    from stages import dedup
+    from stages.logic import duplicates as in_memory
+
+    packed = Path(counted["outputs"]["sequences"]).parent
+    rows = spark.read.parquet(str(packed)).where("row_type = 'hash'")
+    hashes = rows.select(*dedup.HASH_COLUMNS)
+    table = hashes.toArrow()
+
+    def ordered(found) -> list[dict]:
+        found = [r if isinstance(r, dict) else r.asDict() for r in found]
+        return sorted(found, key=lambda r: sorted(r.items(), key=str))
+
+    for priority in ([], ["fineweb-edu"]):
+        copies = ordered(dedup.copy_counts(hashes, priority, 3))
+        assert copies == ordered(in_memory.copy_counts(table, priority))
+        groups = ordered(dedup.group_copy_counts(hashes, priority, 3))
+        assert groups == ordered(in_memory.group_copy_counts(table, priority))
+        assert [g["groups"] for g in groups] == [1]
+        pairs = {(r["source"], r["original_source"]): r["documents"] for r in copies}
+        edu_first = priority == ["fineweb-edu"]
+        assert pairs[("fineweb", "fineweb-edu") if edu_first else ("fineweb-edu", "fineweb")] == 2
