@@ -14,10 +14,11 @@ import yaml
 
 from pipeline import __version__
 from pipeline.config import parse_config
+from pipeline.input_versions import InputVersion, recorded_versions
 from pipeline.mixfile import MIX_FILE
 from pipeline.ownership import CARD_MARK, write_owned_text
 from pipeline.plots import evaluation_png, histogram_png, loss_png
-from pipeline.report import INPUTS_FILE, REPORT_FILE
+from pipeline.report import REPORT_FILE
 from pipeline.stats import STATS_FILE, paper_tables
 from pipeline.tables import (
     Table,
@@ -31,6 +32,7 @@ from pipeline.tables import (
 )
 from pipeline.trainer.report import SMOKE_FILE, card_lines
 from stages.logic.stats import STAGES
+from stages.logic.storage import StorageOptions
 
 VALIDATION_FILE = "_validation.json"
 SMOKE_IMAGE = "smoke_loss.png"
@@ -50,7 +52,6 @@ SOURCES = {
 }
 SECTIONS = (
     "Sources",
-    "Configuration",
     "Tokenizer",
     "Output",
     "Length statistics",
@@ -60,6 +61,7 @@ SECTIONS = (
     "Validation",
     "Smoke test",
     "Reproducibility",
+    "Configuration",
 )
 
 
@@ -75,12 +77,6 @@ def git_commit() -> str:
         return found.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
-
-
-def input_listing(output: Path) -> list[tuple[str, int, str]]:
-    """(file, bytes, modified) of every input, as the run listed them when it started."""
-    lines = (output / INPUTS_FILE).read_text().splitlines()[1:]
-    return [(uri, int(size), modified) for uri, size, modified in (x.split("\t") for x in lines)]
 
 
 def write_card(output: Path, cards: Path, validation: dict[str, Any] | None = None) -> Path:
@@ -106,7 +102,7 @@ def write_card(output: Path, cards: Path, validation: dict[str, Any] | None = No
     (output / "card").mkdir(exist_ok=True)
     for image in drawn:  # drawn once (matplotlib takes ~0.8 s an image), copied beside the output
         shutil.copyfile(image, output / "card" / image.name)
-    inputs = input_listing(output)
+    inputs = recorded_versions(str(output), StorageOptions()) or []
     facts = (report, stats, mix, config, validation, smoke, inputs, output)
     write_owned_text(folder / "README.md", render(*facts, image_prefix=""))
     write_owned_text(output / "README.md", render(*facts, image_prefix="card/"))
@@ -125,14 +121,14 @@ def saved(path: Path) -> dict[str, Any] | None:
 
 def front_matter(report: dict, mix: dict, config: dict) -> str:
     tokens = sum(d["tokens"] for d in mix["domains"].values())
-    licenses = sorted(
-        {SOURCES.get(s["preset"], ("", "other"))[1] for s in config["sources"].values()}
-    )
+    described = [described_source(s) for s in config["sources"].values()]
+    licenses = sorted({license_name for _, license_name, _ in described})
+    languages = sorted({code for _, _, codes in described for code in codes})
     meta = {
         "pretty_name": f"longmix run {report['run']}",
-        "license": "other",
+        "license": licenses[0] if len(licenses) == 1 and " " not in licenses[0] else "other",
         "license_details": "; ".join(licenses),
-        "language": ["en"],
+        **({"language": languages} if languages else {}),
         "task_categories": ["text-generation"],
         "tags": ["long-context", "prolong", "longmix", "mosaicml-streaming"],
         "size_categories": [size_category(sum(d["sequences"] for d in mix["domains"].values()))],
@@ -173,21 +169,21 @@ def render(
     config: dict,
     validation: dict | None,
     smoke: dict | None,
-    inputs: list,
+    inputs: list[InputVersion],
     output: Path,
     image_prefix: str,
 ) -> str:
     views = paper_tables(stats)
     sources = Table(
-        "", ["source", "preset", "dataset (version)", "license", "documents", "MB"], text_columns=4
+        "", ["source", "origin", "license", "language", "documents", "MB"], text_columns=4
     )
     for name, source in config["sources"].items():
-        dataset, license_name = SOURCES.get(source["preset"], ("custom", "see the source"))
+        origin, license_name, languages = described_source(source)
         documents = report["documents"].get(name, {}).values()
         count = sum(n["documents"] for n in documents)
         size = sum(n["bytes"] for n in documents) / 1e6
         sources.rows.append(
-            [name, source["preset"], dataset, license_name, f"{count:,}", f"{size:,.1f}"]
+            [name, origin, license_name, ", ".join(languages), f"{count:,}", f"{size:,.1f}"]
         )
     lines = [front_matter(report, mix, config), CARD_MARK, f"# longmix run `{report['run']}`", ""]
     lines += [
@@ -200,17 +196,10 @@ def render(
         "",
         *sources.markdown(),
         "",
-        "## Configuration",
-        "",
-        f"Config sha256 `{report['config_sha256']}`; seed {config['run']['seed']}. As run:",
-        "",
-        "```yaml",
-        yaml.safe_dump(config, sort_keys=False).rstrip(),
-        "```",
-        "",
         "## Tokenizer",
         "",
         *[f"- {key}: `{value}`" for key, value in report["tokenizer"].items()],
+        *separator_lines(report["tokenizer"]),
         "",
         "## Output",
         "",
@@ -249,8 +238,10 @@ def render(
         samples = sum(validation["samples"].values())
         lines.append(f"`longmix validate`: every one of {samples:,} samples valid.")
     else:
-        lines.append(f"`longmix validate`: {len(validation['failures'])} problems:")
+        lines.append(f"`longmix validate`: {plural(len(validation['failures']), 'problem')}:")
         lines += [f"- {f['directory']}: {f['rule']}: {f['detail']}" for f in validation["failures"]]
+    if validation and validation.get("warnings"):
+        lines += ["", "Warnings:", *[f"- {w}" for w in validation["warnings"]]]
     lines += ["", "## Smoke test", ""]
     if smoke:
         lines += [*card_lines(smoke), "", f"![smoke loss]({image_prefix}{SMOKE_IMAGE})"]
@@ -264,13 +255,15 @@ def render(
         "",
         f"- longmix {__version__}, git commit `{git_commit()}`; seed {config['run']['seed']}",
         f"- config sha256 `{report['config_sha256']}`",
+        f"- inputs sha256 `{report.get('inputs_sha256', 'not recorded')}` (role, file, size and "
+        "stamp of every input below; a rerun whose inputs differ writes the output again)",
         "- rerunning the same config on the same inputs gives byte-identical shards",
         "",
         *Table(
-            "input files, by size and modification time (UTC) as listed when the run started "
-            "(not read a second time to hash them)",
-            ["file", "bytes", "modified"],
-            [[uri, f"{size:,}", modified] for uri, size, modified in inputs],
+            "input files as listed when the run started: size, modification time (UTC) and "
+            "stamp (modification time in ns, S3 ETag, or sha256 with run.inputs_check: content)",
+            ["role", "file", "bytes", "modified", "stamp"],
+            [[v.role, v.uri, f"{v.size:,}", v.modified, v.stamp] for v in inputs],
         ).markdown(titled=True),
         "",
         *Table(
@@ -279,7 +272,40 @@ def render(
             shard_rows(output, mix),
         ).markdown(titled=True),
     ]
+    lines += [
+        "",
+        "## Configuration",
+        "",
+        f"Config sha256 `{report['config_sha256']}`; seed {config['run']['seed']}. As run:",
+        "",
+        "```yaml",
+        yaml.safe_dump(config, sort_keys=False).rstrip(),
+        "```",
+    ]
     return "\n".join(lines) + "\n"
+
+
+def described_source(source: dict[str, Any]) -> tuple[str, str, list[str]]:
+    """(origin, license, languages) of a source as the card states them: what its config
+    says, else for a preset the published dataset's, else "not stated"."""
+    preset = source.get("preset")
+    dataset, license_name = SOURCES.get(preset, (None, None)) if preset else (None, None)
+    stated = source.get("language")
+    languages = [stated] if isinstance(stated, str) else list(stated or [])
+    if not languages and preset:
+        languages = ["en"]
+    origin = source.get("origin") or dataset or f"own files ({source.get('format')})"
+    return origin, source.get("license") or license_name or "not stated", languages
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def separator_lines(tokenizer: dict[str, Any]) -> list[str]:
+    if tokenizer.get("bos_id") is None and tokenizer.get("eos_id") is None:
+        return ["- **documents are packed with no separator token**: only `indices` mark them"]
+    return []
 
 
 def duplicate_lines(report: dict[str, Any]) -> list[str]:

@@ -19,6 +19,7 @@ from pipeline.commands import COMMANDS, console
 from pipeline.spark import silence_spark, spark_started
 from stages.logic.errors import LongmixError
 from stages.logic.redaction import scrub
+from stages.logic.sources import PRESETS
 
 DESCRIPTION = "Long-context training data (the ProLong recipe) prepared with Spark, as MDS shards."
 
@@ -31,7 +32,12 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
 
     prepare = commands.add_parser("prepare", help="run the pipeline on a config")
-    prepare.add_argument("config", help="YAML config (see configs/)")
+    prepare.add_argument(
+        "config",
+        help="YAML config: sources (your own files by `format`, or a preset: "
+        f"{', '.join(sorted(PRESETS))}), tokenizer, packing, mix; see the README's "
+        '"Bring your own data"',
+    )
     add_common(prepare)
 
     validate = commands.add_parser("validate", help="check every sample of an output")
@@ -109,9 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger().addFilter(not_from_py4j)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    notices = logging.StreamHandler()  # longmix's own notices, one line each on stderr
+    notices.setFormatter(logging.Formatter("longmix: %(message)s"))
+    logger = logging.getLogger("longmix")
+    logger.addHandler(notices)
+    logger.setLevel(logging.INFO)
     try:
         return run(parser().parse_args(argv))
     finally:
+        logger.removeHandler(notices)
         sys.stdout, sys.stderr = streams
 
 

@@ -92,10 +92,13 @@ def run_validate(args: argparse.Namespace) -> int:
     if args.json:
         print(result.to_json())
         return 0 if result.ok else 1
+    for warning in result.warnings:
+        console.print(f"[yellow]warning[/]: {warning}", soft_wrap=True, highlight=False)
     if result.ok:
         console.print(validation_table(args.path, result.samples, result.tokens).rich())
         return 0
-    console.print(f"[bold red]{len(result.failures)} problems[/] in {args.path}:")
+    count = len(result.failures)
+    console.print(f"[bold red]{count} problem{'' if count == 1 else 's'}[/] in {args.path}:")
     for f in result.failures:
         where = ", ".join(
             part

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal, get_type_hints
@@ -25,7 +26,7 @@ from pydantic import (
 from stages.logic.errors import LongmixError
 from stages.logic.pack import DEFAULT_WINDOW_TOKENS
 from stages.logic.redaction import redact, remember, secrets_in
-from stages.logic.sources import PRESETS, SourceSpec
+from stages.logic.sources import FORMATS, PRESETS, SourceSpec
 from stages.logic.stats import LONG_DOCUMENT_TOKENS, TABLE14_THRESHOLDS
 
 # Mappings whose own keys contain dots (Spark settings): `--set spark.conf.spark.x.y=1`.
@@ -50,6 +51,12 @@ class RunConfig(Strict):
         default=None,
         description="where intermediate data goes (Spark writes it); default <output>/_work, "
         "or <workdir>/_longmix_work/<name> when the output is on S3",
+    )
+    inputs_check: Literal["times", "content"] = Field(
+        default="times",
+        description="how a rewritten input is told: by size and modification time (ETag on "
+        "S3), or by a sha256 of its bytes where times cannot be trusted (reads every input "
+        "once more at the start)",
     )
 
 
@@ -81,22 +88,49 @@ class SourceConfig(
     create_model(
         "SourceFields",
         __base__=Strict,
-        preset=(str, ...),
+        preset=(str | None, None),
         path=(str | list[str], ...),
         **remappable_fields(),
     )
 ):
-    """One input: a preset from `stages.logic.sources.PRESETS`, a path, and any remapping."""
+    """One input: a path (files, folders or globs) and either a `preset` from
+    `stages.logic.sources.PRESETS` (a published dataset's layout, any field remappable) or,
+    for your own data, its `format` with `text_column` / `messages_column`, `id_column` and
+    `domain` (default: the source's name). `license`, `origin` and `language` are what the
+    data card says of it."""
+
+    license: str | None = Field(default=None, description="the data's license, for the card")
+    origin: str | None = Field(
+        default=None, description="where the data comes from: a URL or a sentence"
+    )
+    language: str | list[str] | None = Field(default=None, description="language code(s), e.g. en")
 
     @field_validator("preset")
     @classmethod
-    def known_preset(cls, value: str) -> str:
-        if value not in PRESETS:
-            raise ValueError(f"unknown preset {value!r}; known: {', '.join(sorted(PRESETS))}")
+    def known_preset(cls, value: str | None) -> str | None:
+        if value is not None and value not in PRESETS:
+            raise ValueError(
+                f"unknown preset {value!r}; known: {', '.join(sorted(PRESETS))} (for your own "
+                f"files leave preset out and give format: one of {', '.join(FORMATS)})"
+            )
         return value
+
+    @model_validator(mode="after")
+    def preset_or_format(self) -> SourceConfig:
+        if self.preset is None and self.format is None:
+            raise ValueError(
+                f"give format (one of {', '.join(FORMATS)}) for your own files, or a preset "
+                f"for a published dataset ({', '.join(sorted(PRESETS))})"
+            )
+        return self
 
     def paths(self) -> list[str]:
         return [self.path] if isinstance(self.path, str) else list(self.path)
+
+    def languages(self) -> list[str]:
+        if self.language is None:
+            return []
+        return [self.language] if isinstance(self.language, str) else list(self.language)
 
 
 class ConcatConfig(Strict):
@@ -312,10 +346,11 @@ class DecontaminationConfig(Strict):
 
 class FaultsConfig(Strict):
     """For tests only: faults injected into a run to exercise retries and resume (see
-    `stages.logic.mds.Faults`). Never part of the config digest."""
+    `stages.logic.faults.Faults`). Never part of the config digest."""
 
     fail_once: str | None = None
     hold_after_commit: str | None = None
+    hold_before_read: str | None = None
 
 
 class Config(Strict):
@@ -403,8 +438,9 @@ class Config(Strict):
         return self.digest(leave_out=("mix", "spark"))
 
 
-def apply_override(data: dict[str, Any], assignment: str) -> None:
-    """Apply one `a.b.c=value` override; the value is parsed as YAML (`3`, `true`, `[1, 2]`)."""
+def apply_override(data: dict[str, Any], assignment: str, relative_to: Path | None = None) -> None:
+    """Apply one `a.b.c=value` override; the value is parsed as YAML (`3`, `true`, `[1, 2]`).
+    With `relative_to`, a relative path given for a path key is made absolute against it."""
     key, sep, raw = assignment.partition("=")
     if not sep or not key.strip():
         raise LongmixError(f"--set expects key=value, got {assignment!r}")
@@ -418,7 +454,10 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         if not isinstance(child, dict):
             raise LongmixError(f"--set {key}: {part!r} is not a mapping")
         node = child
-    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    if relative_to is not None and PATH_KEYS.fullmatch(".".join(parts)):
+        value = absolute(value, relative_to)
+    node[parts[-1]] = value
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
@@ -431,9 +470,28 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise LongmixError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
     if not isinstance(data, dict):
         raise LongmixError(f"{path}: the top level must be a mapping")
+    run = data.setdefault("run", {})
+    if isinstance(run, dict):  # relative paths in the file: against the file's folder
+        run["workdir"] = absolute(run.get("workdir", "."), path.resolve().parent)
     for assignment in overrides or []:
-        apply_override(data, assignment)
+        apply_override(data, assignment, relative_to=Path.cwd())
     return parse_config(data, origin=str(path))
+
+
+# Keys whose values are paths: given with --set, relative ones resolve against the current
+# folder (as a shell user means them), not the config file's.
+PATH_KEYS = re.compile(
+    r"run\.(output|scratch|cards|workdir)|sources\.[^.]+\.path|decontaminate\.paths"
+)
+
+
+def absolute(value: Any, folder: Path) -> Any:
+    """A path (or list of paths) made absolute against `folder`; URIs as they are."""
+    if isinstance(value, list):
+        return [absolute(v, folder) for v in value]
+    if not isinstance(value, str) or "://" in value or Path(value).is_absolute():
+        return value
+    return str(folder / value)
 
 
 def parse_config(data: dict[str, Any], origin: str = "<config>") -> Config:

@@ -8,6 +8,7 @@ Each step hands back the report sections it owns (`Outcome`); the driver merges 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,17 @@ import yaml
 
 from pipeline.card import VALIDATION_FILE, write_card
 from pipeline.config import Config
-from pipeline.inputs import discover, evaluation_index
+from pipeline.input_versions import (
+    InputVersion,
+    current_versions,
+    first_change,
+    read_tasks_checked,
+    recorded_versions,
+    versions_digest,
+    with_inputs,
+    write_versions,
+)
+from pipeline.inputs import check_first_files, discover, evaluation_index
 from pipeline.lock import run_lock
 from pipeline.mixfile import MIX_FILE, mix_section, write_mix_file
 from pipeline.ownership import (
@@ -24,13 +35,15 @@ from pipeline.ownership import (
     inside,
     normalized,
     refuse_foreign_card,
+    refuse_foreign_folder,
     refuse_overlap,
 )
-from pipeline.report import INPUTS_FILE, REPORT_FILE, RunReport
+from pipeline.report import REPORT_FILE, RunReport
 from pipeline.spark import build_session, task_failures_as_errors
 from pipeline.specs import (
     directories,
     directory_for,
+    faults,
     mds_spec,
     produced_domains,
     sequence_plan,
@@ -48,6 +61,7 @@ from pipeline.summary import (
 )
 from pipeline.trainer.report import SMOKE_FILE
 from stages.logic import duplicates as duplicates_in_memory
+from stages.logic.chats import chat_problem
 from stages.logic.counts import (
     DOCUMENT_TALLY_COLUMNS,
     READ_TALLY_COLUMNS,
@@ -70,7 +84,6 @@ from stages.logic.storage import (
     write_text,
 )
 from stages.logic.tally import Tally
-from stages.logic.tokenize import chat_problem
 from stages.logic.tokenizers import load_tokenizer
 
 DOCUMENTS_DIR = "documents"
@@ -93,14 +106,18 @@ PACKED_DIR = "packed"
 PACKED_MARKER = "_packed.json"
 SHARDS_DIR = "shards"  # under scratch: every packed sequence once, when the mix is materialized
 Units = dict[tuple[str, int], dict[str, Any]]  # (directory, bucket) -> commit record
+log = logging.getLogger("longmix")
 
 
 @dataclass(frozen=True)
 class Inputs:
-    """What the run reads: the source files, and how their documents are fingerprinted."""
+    """What the run reads: the source files, how their documents are fingerprinted, and the
+    digest of every input's version (`pipeline.input_versions`), which joins the config
+    digest in every check of what an earlier run left."""
 
     tasks: list[ReadTask]
     fingerprints: Fingerprints
+    digest: str
 
 
 @dataclass
@@ -117,33 +134,100 @@ class Outcome:
 def prepare(config: Config, master: str | None = None) -> RunReport:
     """Run the pipeline up to `run.until` (documents, packed sequences, or the MDS mix);
     write the report and the resolved config beside the output. A run that finished with the
-    same config is not run again; one that was killed resumes from what it committed.
-    Everything the config reveals is checked before Spark starts, and the output is held
-    by one run at a time."""
+    same config and inputs is not run again; one that was killed resumes from what it
+    committed. Everything the config and a first look at the inputs reveal is checked before
+    anything is written (a refused run leaves no output folder), and the output is held by
+    one run at a time."""
     storage = storage_options(config)
-    refuse_before_work(config, storage)
+    refuse_before_work(config)
+    report = RunReport(config.run.name, config.digest())
+    with report.stage("discover"):
+        tasks = discover(config)
+        versions = current_versions(config, tasks)
+    digest = versions_digest(versions)
+    finished = finished_report(config, digest, storage)
+    if finished is not None:
+        return finished
+    if config.run.until != "documents":
+        preflight_tokenizer(config)
+    check_first_files(config, tasks)
+    inputs = Inputs(read_tasks_checked(tasks, config), fingerprints(config), digest)
+    claim_outputs(config, storage)
     with run_lock(config.output, storage):
-        finished = finished_report(config, storage)
-        if finished is not None:
-            return finished
-        report = RunReport(config.run.name, config.digest())
-        with report.stage("discover"):
-            inputs = Inputs(discover(config), fingerprints(config))
-        tasks = inputs.tasks
-        report.add(input={"files": len(tasks), "bytes": sum(t.size for t in tasks)})
-        if config.run.until != "documents":
-            preflight_tokenizer(config)
+        say_what_changed(config, versions, storage)
+        write_versions(config.output, versions, storage)
+        report.add(
+            input={"files": len(tasks), "bytes": sum(t.size for t in tasks)},
+            inputs_sha256=digest,
+        )
         spark = build_session(config.spark, master)
         with task_failures_as_errors():
             outcome = run_stages(spark, config, inputs, report)
         report.add(**outcome.sections, outputs=outcome.outputs)
-        write_results(config, report, outcome.stats, tasks, storage)
+        write_results(config, report, outcome.stats, storage)
     return report
 
 
-def refuse_before_work(config: Config, storage: StorageOptions) -> None:
+def say_what_changed(config: Config, versions: list[InputVersion], storage: StorageOptions) -> None:
+    """One line each when the output was written with another config, or from other versions
+    of its inputs (what the earlier run committed is then cleared)."""
+    uri = join(config.output, REPORT_FILE)
+    if exists(uri, storage):
+        saved = json.loads(read_text(uri, storage))
+        if saved.get("config_sha256") != config.digest():
+            log.warning("config changed since this output was written: writing it again")
+    recorded = recorded_versions(config.output, storage)
+    change = None if recorded is None else first_change(recorded, versions)
+    if change:
+        log.warning("inputs changed since the output was written (%s); writing it again", change)
+
+
+def say_what_came_out(config: Config, sections: dict[str, Any]) -> None:
+    """One line for each (domain, length) that got no sequence, with its largest drop, and
+    one for exact copies a run kept (with the setting that removes them)."""
+    for domain, lengths in sorted(sections.get("packing", {}).items()):
+        for length, numbers in sorted(lengths.items(), key=lambda kv: int(kv[0])):
+            if numbers["sequences"]:
+                continue
+            drops = sorted(numbers["dropped"].items(), key=lambda kv: -kv[1]["tokens"])
+            cause = (
+                f"{drops[0][1]['tokens']:,} tokens dropped as {drops[0][0]}"
+                if drops
+                else "no document reached it"
+            )
+            log.warning("%s at length %s: no sequence (%s)", domain, length, cause)
+    found = sections.get("duplicates", {})
+    copies = sum(n.get("documents", 0) for n in found.get("sources", {}).values())
+    if copies and not found.get("removed"):
+        log.warning(
+            "%s documents are exact copies of others (kept; `dedup: exact` removes them, and "
+            "`validate` warns of the repeated samples they make)",
+            f"{copies:,}",
+        )
+
+
+def refuse_lost_sources(config: Config, sources: dict[str, Any]) -> None:
+    """A source that yielded no document at all ends the run with one line naming it and
+    the first reason its records were skipped."""
+    for name in config.sources:
+        found = sources.get(name, {})
+        if sum(n["documents"] for n in found.get("domains", {}).values()):
+            continue
+        reasons = sorted(found.get("skipped", {}).items(), key=lambda kv: -kv[1]["count"])
+        if not reasons:
+            raise LongmixError(f"source {name!r} yielded no document")
+        reason, numbers = reasons[0]
+        file, first = next(iter(sorted(numbers["files"].items())))
+        example = f": {first['example']}" if first.get("example") else ""
+        raise LongmixError(
+            f"source {name!r} yielded no document: {numbers['count']:,} records skipped as "
+            f"{reason}, the first in {file}{example}"
+        )
+
+
+def refuse_before_work(config: Config) -> None:
     """What the config alone shows to be wrong, and folders longmix does not own, refused
-    before anything is written; then the output (and a separate scratch) marked as longmix's."""
+    before anything is written."""
     output = config.output
     if is_s3(output) and config.run.until != "mds":
         raise LongmixError(
@@ -156,10 +240,22 @@ def refuse_before_work(config: Config, storage: StorageOptions) -> None:
     if config.run.until == "mds" and not is_s3(output):
         for card in card_paths(config):
             refuse_foreign_card(card)
-    claim_folder(output, storage, "output")
-    local_scratch = "://" not in config.scratch  # hdfs:// and the like: Spark's to check
-    if local_scratch and not inside(normalized(config.scratch), normalized(output)):
+    storage = storage_options(config)
+    refuse_foreign_folder(output, storage, "output")
+    if separate_local_scratch(config):
+        refuse_foreign_folder(config.scratch, StorageOptions(), "run.scratch")
+
+
+def claim_outputs(config: Config, storage: StorageOptions) -> None:
+    """The output (and a separate scratch) marked as longmix's."""
+    claim_folder(config.output, storage, "output")
+    if separate_local_scratch(config):
         claim_folder(config.scratch, StorageOptions(), "run.scratch")
+
+
+def separate_local_scratch(config: Config) -> bool:
+    local = "://" not in config.scratch  # hdfs:// and the like: Spark's to check
+    return local and not inside(normalized(config.scratch), normalized(config.output))
 
 
 def refuse_unmixable(config: Config) -> None:
@@ -181,6 +277,15 @@ def preflight_tokenizer(config: Config) -> None:
     problem = chat_problem(tokenizer) if chats else None
     if problem:
         raise LongmixError(f"{problem} (chat sources: {', '.join(chats)})")
+    if tokenizer.bos_id is None and tokenizer.eos_id is None:
+        log.warning(NO_SEPARATOR, tokenizer.name)
+
+
+NO_SEPARATOR = (
+    "tokenizer %r declares no BOS or EOS, so packed documents get no separator token "
+    "(only `indices` mark their boundaries); set tokenizer.eos (or tokenizer.bos) to one of "
+    "its special tokens to separate them"
+)
 
 
 def fingerprints(config: Config) -> Fingerprints:
@@ -202,12 +307,9 @@ def write_results(
     config: Config,
     report: RunReport,
     stats: dict[str, Any] | None,
-    tasks: list[ReadTask],
     storage: StorageOptions,
 ) -> None:
     output = config.output
-    listing = "".join(f"{t.uri}\t{t.size}\t{t.modified}\n" for t in tasks)
-    write_text(join(output, INPUTS_FILE), "uri\tbytes\tmodified\n" + listing, storage)
     write_text(
         join(output, "config.resolved.yaml"),
         yaml.safe_dump(config.redacted(), sort_keys=False),
@@ -229,13 +331,17 @@ def card_paths(config: Config) -> list[Path]:
     ]
 
 
-def finished_report(config: Config, storage: StorageOptions) -> RunReport | None:
-    """The saved report of a finished run with this very config, if there is one."""
+def finished_report(
+    config: Config, inputs_digest: str, storage: StorageOptions
+) -> RunReport | None:
+    """The saved report of a finished run with this very config and these very inputs."""
     uri = join(config.output, REPORT_FILE)
     if not exists(uri, storage):
         return None
     saved = json.loads(read_text(uri, storage))
     if saved.get("config_sha256") != config.digest() or "outputs" not in saved:
+        return None
+    if saved.get("inputs_sha256") != inputs_digest:
         return None
     return RunReport.restored(saved)
 
@@ -251,6 +357,7 @@ def read(spark, config: Config, inputs: Inputs):
         config.run.strict,
         config.read_target_bytes,
         inputs.fingerprints,
+        faults(config),
     )
 
 
@@ -317,6 +424,7 @@ def write_documents(spark, config: Config, inputs: Inputs, report: RunReport) ->
     records = read(spark, config, inputs).persist(StorageLevel.DISK_ONLY)
     with report.stage("read"):
         read_tally = collect_tally(records, READ_TALLY_COLUMNS, count_record)
+        refuse_lost_sources(config, sources_section(read_tally))
         hashes = record_hashes(records)
         removed = config.dedup.mode == "exact"
         kept = sum(n["documents"] for n in read_tally.where("read").values())
@@ -343,6 +451,7 @@ def write_documents(spark, config: Config, inputs: Inputs, report: RunReport) ->
         "duplicates": found,
         **contamination(read_tally, config, inputs),
     }
+    say_what_came_out(config, sections)
     return Outcome({"documents": uri}, sections)
 
 
@@ -351,10 +460,11 @@ def packed_sequences(spark, config: Config, inputs: Inputs, report: RunReport) -
     settings finished them."""
     storage = storage_options(config)
     marker = join(config.scratch, PACKED_MARKER)
-    outcome = saved_pass(marker, config.packing_digest(), storage)
+    digest = with_inputs(config.packing_digest(), inputs.digest)
+    outcome = saved_pass(marker, digest, storage)
     if outcome is None:
         outcome = write_sequences(spark, config, inputs, report)
-        save_pass(marker, config.packing_digest(), outcome, report, storage)
+        save_pass(marker, digest, outcome, report, storage)
     outcome.outputs = {"sequences": join(config.scratch, PACKED_DIR, "row_type=sequence")}
     return outcome
 
@@ -428,6 +538,7 @@ def write_sequences(
             hashes = spark.read.parquet(uri).where(F.col("row_type") == "hash")
             kept = sum(n["documents"] for n in tally.where("read").values())
             found = duplicates(spark, hashes.select(*HASH_COLUMNS), config, False, kept)
+    refuse_lost_sources(config, sources_section(tally))
     sections = {
         "tokenizer": tokenizer.identity(),
         "sources": sources_section(tally),
@@ -436,6 +547,14 @@ def write_sequences(
         "duplicates": found,
         **contamination(tally, config, inputs),
     }
+    say_what_came_out(config, sections)
+    if not any(
+        n["sequences"] for lengths in sections["packing"].values() for n in lengths.values()
+    ):
+        raise LongmixError(
+            "the run produced no sequence at all: no (domain, length) got one (see the lines "
+            "above; `packing.domains.<domain>.mode`, `min_length` and `sequence_length` decide)"
+        )
     stats = stats_section(tally, config.stats.all_thresholds(), config.stats.long_document_tokens)
     units_written = {(r["directory"], r["bucket"]): r for r in commits}
     return Outcome(sections=sections, stats=stats, units=units_written)
@@ -469,13 +588,17 @@ def write_output(spark, config: Config, inputs: Inputs, report: RunReport) -> Ou
         delete_file(join(config.output, name), storage)
     materialize = config.mix.materialize
     root = join(config.scratch, SHARDS_DIR) if materialize else config.output
-    shards = mds_spec(config, root, config.shards_digest())
+    shards = mds_spec(config, root, with_inputs(config.shards_digest(), inputs.digest))
     replaced = clear_stale(shards)
+    if replaced:
+        log.warning("cleared the shards an earlier run wrote with another config or inputs")
+    say_resumed(config, shards)
     outcome = one_pass(spark, config, inputs, report, shards)
     targets = mix_targets(config, outcome.sections["packing"])
     units = outcome.units
     if materialize:
-        mixed = mds_spec(config, config.output, config.digest(leave_out=("spark",)))
+        digest = with_inputs(config.digest(leave_out=("spark",)), inputs.digest)
+        mixed = mds_spec(config, config.output, digest)
         replaced = clear_stale(mixed) or replaced
         units = materialize_mix(spark, config, report, targets, units, shards, mixed)
         shards = mixed
@@ -488,6 +611,15 @@ def write_output(spark, config: Config, inputs: Inputs, report: RunReport) -> Ou
         outcome.sections["replaced_stale_output"] = True
     outcome.outputs = {"mds": config.output, "mix": join(config.output, MIX_FILE)}
     return outcome
+
+
+def say_resumed(config: Config, shards: MdsSpec) -> None:
+    """One line when a killed run's committed units are kept (not when a finished pass is
+    reused)."""
+    done = committed(shards)
+    if done and not exists(join(shards.root, PASS_MARKER), shards.storage):
+        most = len(set(directories(config).values())) * config.packing.buckets
+        log.warning("resuming: %d of at most %d units already committed", len(done), most)
 
 
 def one_pass(spark, config: Config, inputs: Inputs, report: RunReport, spec: MdsSpec) -> Outcome:

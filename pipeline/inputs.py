@@ -5,17 +5,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from functools import partial
+from itertools import islice
 from typing import IO
 
 import pyarrow.parquet as pq
 
 from pipeline.config import Config
-from pipeline.specs import storage_options
+from pipeline.specs import source_specs, storage_options
 from stages.logic.errors import LongmixError
 from stages.logic.fingerprints import NGramIndex
 from stages.logic.read import ReadTask
-from stages.logic.readers import chunks_for, split_lines
-from stages.logic.storage import StorageOptions, expand, open_input
+from stages.logic.readers import (
+    DATA_SUFFIXES,
+    Skip,
+    chunks_for,
+    guess_format,
+    read_file,
+    record_unit,
+    split_lines,
+)
+from stages.logic.sources import SourceSpec
+from stages.logic.storage import FileEntry, StorageOptions, expand, open_input
 
 
 def discover(config: Config) -> list[ReadTask]:
@@ -25,17 +36,23 @@ def discover(config: Config) -> list[ReadTask]:
     shared by all files of its source: unique within the source, and the same for the same
     layout on local disk and on S3."""
     storage = storage_options(config)
+    specs = source_specs(config)
     tasks = []
     for name, source in config.sources.items():
+        suffixes = DATA_SUFFIXES.get(specs[name].format)
         entries = {}
         for pattern in source.paths():
             found = expand(config.resolve(pattern), storage)
+            if suffixes:
+                found = [e for e in found if e.uri.endswith(suffixes)]
             if not found:
-                raise LongmixError(f"source {name!r}: no files match {pattern}")
+                raise LongmixError(f"source {name!r}: no files match {config.resolve(pattern)}")
             entries.update({entry.uri: entry for entry in found})
         common = common_folder(list(entries))
         tasks += [
-            ReadTask(name, uri, uri[len(common) :].lstrip("/"), entry.size, entry.modified)
+            ReadTask(
+                name, uri, uri[len(common) :].lstrip("/"), entry.size, entry.modified, entry.stamp
+            )
             for uri, entry in sorted(entries.items())
         ]
     return tasks
@@ -59,12 +76,7 @@ def evaluation_index(config: Config) -> NGramIndex | None:
     if not settings.paths:
         return None
     storage = storage_options(config)
-    entries = {}
-    for pattern in settings.paths:
-        found = expand(config.resolve(pattern), storage)
-        if not found:
-            raise LongmixError(f"decontaminate.paths: no files match {pattern}")
-        entries.update({entry.uri: entry for entry in found})
+    entries = {entry.uri: entry for entry in evaluation_files(config)}
     common = common_folder(list(entries)) if len(entries) > 1 else ""
     named = {uri: uri[len(common) :].lstrip("/") or uri.rsplit("/", 1)[-1] for uri in entries}
     texts = (
@@ -73,6 +85,19 @@ def evaluation_index(config: Config) -> NGramIndex | None:
         for text in evaluation_texts(uri, settings.field, storage)
     )
     return NGramIndex.build(texts, settings.ngram)
+
+
+def evaluation_files(config: Config) -> list[FileEntry]:
+    """Every file `decontaminate.paths` names, by URI; a pattern that matches none is an
+    error."""
+    storage = storage_options(config)
+    entries: dict[str, FileEntry] = {}
+    for pattern in config.decontaminate.paths:
+        found = expand(config.resolve(pattern), storage)
+        if not found:
+            raise LongmixError(f"decontaminate.paths: no files match {pattern}")
+        entries.update({entry.uri: entry for entry in found})
+    return [entries[uri] for uri in sorted(entries)]
 
 
 def evaluation_texts(uri: str, column: str, storage: StorageOptions) -> Iterator[str]:
@@ -104,3 +129,55 @@ def jsonl_texts(uri: str, raw: IO[bytes], column: str) -> Iterator[str]:
                 f"{uri}, line {line_no}: no text in {column!r} (decontaminate.field)"
             )
         yield text
+
+
+SNIFF_RECORDS = 100
+
+
+def check_first_files(config: Config, tasks: list[ReadTask]) -> None:
+    """Each source's first non-empty file yields a document among its first records, or the
+    run stops here, before Spark, with one line naming the source, the file and why, and the
+    format its bytes look like when that is not the source's."""
+    storage = storage_options(config)
+    specs = source_specs(config)
+    opener = partial(open_input, options=storage)
+    for name in config.sources:
+        files = [t for t in tasks if t.source == name]
+        first = next((t for t in files if t.size > 0), None)
+        if first is None:
+            raise LongmixError(f"source {name!r}: every file is empty ({files[0].uri}, ...)")
+        spec = specs[name]
+        problems = []
+        for item in islice(read_file(spec, first.uri, first.relative, opener), SNIFF_RECORDS):
+            if not isinstance(item, Skip):
+                break
+            if item.bad:
+                problems.append(item)
+        else:
+            if problems:
+                preset = config.sources[name].preset
+                raise LongmixError(no_document(name, preset, spec, problems[0], storage))
+
+
+def no_document(
+    name: str, preset: str | None, spec: SourceSpec, skip: Skip, storage: StorageOptions
+) -> str:
+    detail = f" ({skip.detail})" if skip.detail else ""
+    where = skip.file if skip.record is None else f"{skip.file}, {record_unit(spec)} {skip.record}"
+    line = f"source {name!r} yields no document from {where}: {skip.reason}{detail}"
+    guess = head_format(skip.file, storage)
+    if guess and guess != spec.format:
+        reads = f"preset {preset} reads {spec.format}" if preset else f"format is {spec.format}"
+        fix = "leave preset out and set" if preset else "set"
+        line += f"; its bytes look like {guess}, but its {reads}: {fix} format: {guess}"
+    return line
+
+
+def head_format(uri: str, storage: StorageOptions) -> str | None:
+    """The format the first bytes of `uri` (decompressed) suggest; None if unreadable."""
+    try:
+        with open_input(uri, storage) as raw:
+            head = next(chunks_for(uri, raw), b"")
+    except Exception:  # a hint only: no hint when the file cannot be opened here
+        return None
+    return guess_format(uri, head[:64])

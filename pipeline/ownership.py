@@ -49,8 +49,8 @@ def first_entries(uri: str, storage: StorageOptions, limit: int = 3) -> list[str
     return sorted(i.base_name for i in found)[:limit]
 
 
-def claim_folder(uri: str, storage: StorageOptions, what: str) -> None:
-    """Make `uri` a longmix folder, or refuse: it must be absent, empty, or marked."""
+def refuse_foreign_folder(uri: str, storage: StorageOptions, what: str) -> None:
+    """`uri` must be absent, empty, or marked as longmix's."""
     if is_longmix_output(uri, storage):
         return
     entries = first_entries(uri, storage)
@@ -60,6 +60,13 @@ def claim_folder(uri: str, storage: StorageOptions, what: str) -> None:
             f"{what} {uri} holds files longmix did not write ({shown}...); give a new or empty "
             "folder, or the output of an earlier longmix run"
         )
+
+
+def claim_folder(uri: str, storage: StorageOptions, what: str) -> None:
+    """Make `uri` a longmix folder, or refuse: it must be absent, empty, or marked."""
+    if is_longmix_output(uri, storage):
+        return
+    refuse_foreign_folder(uri, storage, what)
     marker = {"written_by": f"longmix {__version__}", "created": time.time()}
     write_text(join(uri, MARKER), json.dumps(marker) + "\n", storage)
 

@@ -8,6 +8,20 @@ from typing import Any
 
 FIGURE_SIZE = (8, 4.5)
 DPI = 100
+# 10 colours, then the same colours dashed, dotted, dash-dotted: 40 series told apart.
+LINE_STYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D")
+
+
+def series_style(index: int) -> dict[str, Any]:
+    """Colour, line style and marker of the `index`-th series of a plot: no two alike."""
+    turn = index // 10 % len(LINE_STYLES)
+    return {"color": f"C{index % 10}", "linestyle": LINE_STYLES[turn], "marker": MARKERS[turn]}
+
+
+def legend_outside(axes: Any, fontsize: int = 7) -> None:
+    """The legend to the right of the data, never over it."""
+    axes.legend(fontsize=fontsize, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
 def histogram_png(stats: dict[str, Any], stage: str, path: Path) -> Path:
@@ -18,20 +32,20 @@ def histogram_png(stats: dict[str, Any], stage: str, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=FIGURE_SIZE, dpi=DPI)
-    for name, histogram in sorted(stats["histograms"][stage].items()):
+    for index, (name, histogram) in enumerate(sorted(stats["histograms"][stage].items())):
         total = sum(b["tokens"] for b in histogram.values()) or 1
         edges = sorted(int(k) for k in histogram)
         axes.plot(
             [2 ** max(k - 1, 0) for k in edges],
             [histogram[str(k)]["tokens"] / total for k in edges],
-            marker="o",
             label=name,
+            **series_style(index),
         )
     axes.set_xscale("log", base=2)
     axes.set_xlabel("document length (tokens, log2 bins: [2^(k-1), 2^k))")
     axes.set_ylabel("share of tokens")
     axes.set_title(f"token lengths: {stage}")
-    axes.legend(fontsize=7, loc="best")
+    legend_outside(axes)
     return saved(figure, path)
 
 
@@ -62,24 +76,29 @@ def evaluation_png(
     import matplotlib.pyplot as plt
 
     figure, (by_position, by_length) = plt.subplots(1, 2, figsize=FIGURE_SIZE, dpi=DPI)
-    for directory, bins in sorted(position_loss.items()):
-        by_position.plot([b[1] for b in bins], [b[3] for b in bins], marker="o", label=directory)
+    for index, (directory, bins) in enumerate(sorted(position_loss.items())):
+        by_position.plot(
+            [b[1] for b in bins], [b[3] for b in bins], label=directory, **series_style(index)
+        )
     by_position.set_xscale("log", base=2)
     by_position.set_xlabel("position in document (bin end, tokens)")
     by_position.set_ylabel("held-out loss")
     by_position.set_title("loss by position")
-    by_position.legend(fontsize=6, loc="best")
-    for method, label in (("rope", "RoPE"), ("self_extend", "Self-Extend")):
+    by_position.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+    methods = (("rope", "RoPE"), ("self_extend", "Self-Extend"))
+    for index, (method, label) in enumerate(methods):
         points = [
             (n, v)
             for n, v in zip(extension["lengths"], extension[method], strict=False)
             if v is not None
         ]
-        by_length.plot([n for n, _ in points], [v for _, v in points], marker="o", label=label)
+        by_length.plot(
+            [n for n, _ in points], [v for _, v in points], label=label, **series_style(index)
+        )
     by_length.set_xscale("log", base=2)
     by_length.set_xlabel("evaluation length (tokens)")
     by_length.set_title("beyond the trained length")
-    by_length.legend(fontsize=7, loc="best")
+    by_length.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     return saved(figure, path)
 
 

@@ -13,9 +13,6 @@ from typing import Any
 from pipeline import __version__
 
 REPORT_FILE = "_report.json"
-# The inputs as listed when the run started: the data card identifies them by size and
-# modification time instead of reading terabytes a second time to hash them.
-INPUTS_FILE = "_inputs.tsv"
 
 
 class RunReport:

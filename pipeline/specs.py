@@ -4,7 +4,8 @@ and the output directory of every (domain, length). The only place that does."""
 from __future__ import annotations
 
 from pipeline.config import Config, TokenizerConfig
-from stages.logic.mds import Faults, MdsSpec
+from stages.logic.faults import Faults
+from stages.logic.mds import MdsSpec
 from stages.logic.mix import directory_name
 from stages.logic.pack import PackSpec, carries_mask
 from stages.logic.schemas import SpecKey
@@ -19,13 +20,24 @@ def storage_options(config: Config) -> StorageOptions:
 
 
 def source_specs(config: Config) -> dict[str, SourceSpec]:
-    """Each source's preset with its overrides applied."""
-    return {
-        name: PRESETS[source.preset].with_overrides(
-            name=name, **source.model_dump(exclude={"preset", "path"}, exclude_none=True)
-        )
-        for name, source in config.sources.items()
-    }
+    """Each source's preset with its overrides applied, or its own fields for a source
+    without a preset."""
+    specs = {}
+    for name, source in config.sources.items():
+        fields = source.model_dump(exclude=CARD_ONLY | {"preset", "path"}, exclude_none=True)
+        if source.preset is None:
+            specs[name] = SourceSpec.generic(name, **fields)
+        else:
+            specs[name] = PRESETS[source.preset].with_overrides(name=name, **fields)
+    return specs
+
+
+# What a source config says for the data card only, not how to read it.
+CARD_ONLY = {"license", "origin", "language"}
+
+
+def faults(config: Config) -> Faults:
+    return Faults(**config.faults.model_dump())
 
 
 def tokenizer_spec(tokenizer: TokenizerConfig, task_cpus: int) -> TokenizerSpec:
@@ -105,5 +117,5 @@ def mds_spec(config: Config, root: str, digest: str) -> MdsSpec:
         shard_size=config.mds.shard_size,
         masked=frozenset(masked),
         digest=digest,
-        faults=Faults(**config.faults.model_dump()),
+        faults=faults(config),
     )

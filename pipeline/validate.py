@@ -6,10 +6,12 @@ Rules: `missing_index`, `missing_shard`, `corrupted_shard` (sha1 from index.json
 `unreadable_sample`, `length` (input_ids length = `length` = the directory's length),
 `indices` (an (n, 2) cover of [0, L) in order), `vocabulary` (ids below the tokenizer's size),
 `mask` (same shape as input_ids, 0/1), `domain` (the directory's domain), `sample_count`
-(index.json and mix.yaml agree with what was read), `duplicate` (a sample more often than
-its directory may hold: once, or its repeat factor in a materialized mix) and `proportion`
+(index.json and mix.yaml agree with what was read), `shard_listed_twice` and
+`unit_written_twice` (the writing made a second copy of a shard or unit) and `proportion`
 (the token fractions that mix.yaml's sample proportions give, with the lengths read, within
-its tolerance of the targets).
+its tolerance of the targets). Warnings, not failures: a sample more often than its directory
+may hold it (once, or its repeat factor in a materialized mix), which copies of the same text
+in the data make; and inputs that changed since the output was written.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from pipeline.input_versions import recorded_versions, stale_versions
 from pipeline.mixfile import MIX_FILE
 from pipeline.report import REPORT_FILE
 from pipeline.shards import download, shard_reader
@@ -56,6 +59,9 @@ class Validation:
     failures: list[Failure]
     samples: dict[str, int]
     tokens: dict[str, int]
+    # Inputs whose files no longer match what the output was made from: not a failure
+    # (inputs may be gone or updated on purpose), but the output is not what they would give.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -68,6 +74,7 @@ class Validation:
                 "samples": self.samples,
                 "tokens": self.tokens,
                 "failures": [asdict(f) for f in self.failures],
+                "warnings": self.warnings,
             },
             indent=2,
         )
@@ -86,11 +93,26 @@ def require_output(path: str, storage: StorageOptions) -> None:
 def validate(path: str, storage: StorageOptions) -> Validation:
     """Validate a local output folder, or an S3 one (downloaded to a temporary folder)."""
     require_output(path, storage)
-    if not is_s3(path):
-        return validate_local(Path(path))
-    with tempfile.TemporaryDirectory(prefix="longmix-validate-") as local:
-        download(path, Path(local), storage)
-        return validate_local(Path(local))
+    if is_s3(path):
+        with tempfile.TemporaryDirectory(prefix="longmix-validate-") as local:
+            download(path, Path(local), storage)
+            result = validate_local(Path(local))
+    else:
+        result = validate_local(Path(path))
+    result.warnings += input_warnings(path, storage)
+    return result
+
+
+def input_warnings(path: str, storage: StorageOptions) -> list[str]:
+    """The recorded inputs that changed or went since the output was written."""
+    recorded = recorded_versions(path, storage)
+    if not recorded:
+        return []
+    try:
+        changed = stale_versions(recorded, storage)
+    except Exception as exc:  # an input store out of reach: say so, validation goes on
+        return [f"inputs not checked: {type(exc).__name__}: {str(exc).splitlines()[0]}"]
+    return [f"input changed since the output was written: {line}" for line in changed]
 
 
 def validate_local(root: Path) -> Validation:
@@ -98,6 +120,7 @@ def validate_local(root: Path) -> Validation:
     report = json.loads((root / REPORT_FILE).read_text())
     vocab = report["tokenizer"]["vocab_size"]
     failures: list[Failure] = []
+    warnings: list[str] = []
     summary = Summary()
     for directory, expected in mix["domains"].items():
         hashes: Counter = Counter()
@@ -114,20 +137,39 @@ def validate_local(root: Path) -> Validation:
                 )
             )
         allowed = max(1, math.ceil(expected["repeat"])) if mix.get("materialized", True) else 1
-        for digest, count in hashes.items():
-            if count > allowed:
-                failures.append(
-                    Failure(
-                        directory,
-                        None,
-                        None,
-                        "duplicate",
-                        f"a sample (sha1 {digest[:12]}) appears {count} times; repeat allows "
-                        f"{allowed}",
-                    )
-                )
+        warnings += repeated_content(directory, hashes, allowed)
     failures += check_proportions(mix, summary)
-    return Validation(failures, dict(summary.samples), dict(summary.tokens))
+    return Validation(failures, dict(summary.samples), dict(summary.tokens), warnings)
+
+
+def repeated_content(directory: str, hashes: Counter, allowed: int) -> list[str]:
+    """Samples more often than the directory may hold them: copies of the same text in the
+    data (a data fact, a warning), not copies the writing made (`unit_written_twice`)."""
+    over = {digest: count for digest, count in hashes.items() if count > allowed}
+    if not over:
+        return []
+    digest, count = max(over.items(), key=lambda kv: kv[1])
+    return [
+        f"{directory}: {len(over)} distinct samples appear more often than repeat allows "
+        f"({allowed}); the most, sha1 {digest[:12]}, {count} times: the data holds copies of "
+        "the same text (`dedup: exact` removes them)"
+    ]
+
+
+def units_listed(directory: str, shards: list[dict]) -> Iterator[Failure]:
+    """Each unit's shards come from one attempt folder, each shard listed once: the writing
+    never made two copies of a unit."""
+    names = [shard["raw_data"]["basename"] for shard in shards]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        yield Failure(directory, name, None, "shard_listed_twice", "index.json lists it twice")
+    folders: dict[str, set[str]] = {}
+    for name in names:
+        folder = name.split("/")[0]
+        folders.setdefault(folder.split("-a")[0], set()).add(folder)
+    for unit, found in sorted(folders.items()):
+        if len(found) > 1:
+            detail = f"unit {unit} has shards from attempts {', '.join(sorted(found))}"
+            yield Failure(directory, None, None, "unit_written_twice", detail)
 
 
 def check_directory(
@@ -140,6 +182,7 @@ def check_directory(
         yield Failure(directory, None, None, "missing_index", f"{index_file} does not exist")
         return
     shards = json.loads(index_file.read_text())["shards"]
+    yield from units_listed(directory, shards)
     declared = sum(shard["samples"] for shard in shards)
     with tempfile.TemporaryDirectory(prefix="longmix-shard-") as scratch:
         for shard in shards:

@@ -10,6 +10,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
 
+from stages.logic.faults import NO_FAULTS, Faults
 from stages.logic.fingerprints import Fingerprints
 from stages.logic.read import ReadTask, encode_bin, plan_bins, read_partition
 from stages.logic.schemas import READ_SCHEMA
@@ -32,6 +33,7 @@ def read_sources(
     strict: bool,
     target_bytes: int,
     fingerprints: Fingerprints,
+    faults: Faults = NO_FAULTS,
 ) -> DataFrame:
     """Documents and skipped records (READ_SCHEMA) of every file in `tasks`. The evaluation
     n-grams are broadcast: shipped to each executor once, not with every task."""
@@ -49,5 +51,6 @@ def read_sources(
         specs=specs,
         storage=storage,
         strict=strict,
+        faults=faults,
     )
     return plan.mapInArrow(body, from_arrow_schema(READ_SCHEMA))

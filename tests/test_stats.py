@@ -158,9 +158,11 @@ def test_the_data_card_is_filled_from_the_run(web, run):
     assert shard["raw_data"]["hashes"]["sha1"] in body
     inputs = sorted((web[0] / "data").glob("*/*.parquet"))
     assert inputs
-    for path in inputs:  # each input by size and mtime, as listed at the start of the run
-        modified = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")
-        assert f"| {path} | {path.stat().st_size:,} | {modified} |" in body
+    for path in inputs:  # each input by size, mtime and stamp, as listed at the run's start
+        found = path.stat()
+        modified = datetime.fromtimestamp(found.st_mtime, UTC).isoformat(timespec="seconds")
+        row = f"| {path} | {found.st_size:,} | {modified} | {found.st_mtime_ns} |"
+        assert row in body
 
 
 def test_member_tokens_are_attributed_by_byte_offsets():

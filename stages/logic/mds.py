@@ -18,10 +18,8 @@ only folders these records name, never what a listing of the output happens to s
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
@@ -31,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from stages.logic.errors import TaskError
+from stages.logic.faults import NO_FAULTS, Faults, fail_once_at, hold_once
 from stages.logic.mds_format import INDEX, ShardWriter, merged_index, raw_shard, shard_samples
 from stages.logic.pack import Sequence
 from stages.logic.rows import RowBuffer, batch_sequences
@@ -66,19 +65,6 @@ ATTEMPTS = "_attempts"
 
 
 @dataclass(frozen=True)
-class Faults:
-    """Faults a test injects through the config (`faults`), each once: the marker file a
-    fault creates records that it happened."""
-
-    # "<marker path>:<samples>": the first attempt to reach that many samples in a unit
-    # dies, to exercise retries.
-    fail_once: str | None = None
-    # A marker path: the task that commits the first unit creates it and waits there, so
-    # that a test kills the run half-way however fast the units are written.
-    hold_after_commit: str | None = None
-
-
-@dataclass(frozen=True)
 class MdsSpec:
     root: str
     storage: StorageOptions
@@ -87,7 +73,7 @@ class MdsSpec:
     shard_size: int = 64 * 1024 * 1024
     masked: frozenset[str] = frozenset()  # directories whose samples carry `mask`
     digest: str = ""  # of the config the shards come from: commits of another are stale
-    faults: Faults = Faults()
+    faults: Faults = NO_FAULTS
 
     def columns(self, directory: str) -> dict[str, str]:
         columns = {
@@ -315,27 +301,6 @@ def encode(sample: dict[str, Any], spec: MdsSpec) -> dict[str, Any]:
     if "mask" in sample:
         out["mask"] = sample["mask"].astype(np.uint8)
     return out
-
-
-def fail_once_at(faults: Faults) -> int | None:
-    if not faults.fail_once:
-        return None
-    marker, _, samples = faults.fail_once.rpartition(":")
-    return int(samples) if first_time(marker) else None
-
-
-def hold_once(faults: Faults) -> None:
-    if faults.hold_after_commit and first_time(faults.hold_after_commit):
-        time.sleep(600)
-
-
-def first_time(marker: str) -> bool:
-    """Creates `marker`; False if it existed."""
-    try:
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
-        return False
-    return True
 
 
 def clear_stale(spec: MdsSpec) -> bool:

@@ -12,11 +12,12 @@ import pyarrow as pa
 
 from stages.logic.batches import batched
 from stages.logic.errors import TaskError
+from stages.logic.faults import NO_FAULTS, Faults, hold_before_read
 from stages.logic.fingerprints import Fingerprints
 from stages.logic.readers import BadRecordError, Skip, read_file, record_unit
 from stages.logic.schemas import READ_SCHEMA, read_rows, row_bytes
 from stages.logic.sources import SourceSpec
-from stages.logic.storage import StorageOptions, open_input
+from stages.logic.storage import StorageOptions, file_version, open_input
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class ReadTask:
     relative: str
     size: int
     modified: str = ""
+    stamp: str = ""  # `FileEntry.stamp` when listed; "" checks the size alone
 
 
 def plan_bins(tasks: list[ReadTask], target_bytes: int, min_bins: int) -> list[list[ReadTask]]:
@@ -54,18 +56,25 @@ def read_bin(
     storage: StorageOptions,
     strict: bool,
     fingerprints: Fingerprints,
+    faults: Faults = NO_FAULTS,
 ) -> Iterator[pa.RecordBatch]:
-    items = read_items(files_json, specs, storage, strict)
+    items = read_items(files_json, specs, storage, strict, faults)
     rows = read_rows(items, fingerprints.mark)
     yield from batched(rows, READ_SCHEMA, size_of=row_bytes)
 
 
 def read_items(
-    files_json: str, specs: dict[str, SourceSpec], storage: StorageOptions, strict: bool
+    files_json: str,
+    specs: dict[str, SourceSpec],
+    storage: StorageOptions,
+    strict: bool,
+    faults: Faults = NO_FAULTS,
 ):
     opener = partial(open_input, options=storage)
     for task in json.loads(files_json):
         spec = specs[task["source"]]
+        hold_before_read(faults, task["uri"])
+        unchanged_since_listed(task, storage)
         record = 0
         try:
             for item in read_file(spec, task["uri"], task["relative"], opener):
@@ -78,6 +87,25 @@ def read_items(
         except Exception as exc:  # an unforeseen failure still names its file and record
             where = f"{task['uri']}, {record_unit(spec)} after {record}"
             raise TaskError(f"cannot read: {type(exc).__name__}: {exc} ({where})") from exc
+        unchanged_since_listed(task, storage)
+
+
+def unchanged_since_listed(task: dict, storage: StorageOptions) -> None:
+    """The file is as the run listed it (size, and its stamp where one was taken): checked
+    when a task opens it and again when it has read it. The read stage ends before any unit
+    is committed, so a run that fails here commits nothing of the changed file."""
+    now = file_version(task["uri"], storage)
+    if now is None:
+        raise TaskError(f"{task['uri']} was removed while the run read its inputs; run again")
+    size, stamp = now
+    if size != task["size"]:
+        change = f"size {task['size']} -> {size}"
+    elif task["stamp"] and stamp != task["stamp"]:
+        change = "rewritten: " + ("ETag" if task["uri"].startswith("s3://") else "modified time")
+        change += f" {task['stamp']} -> {stamp}"
+    else:
+        return
+    raise TaskError(f"{task['uri']} changed while the run read its inputs ({change}); run again")
 
 
 def read_partition(
@@ -86,8 +114,9 @@ def read_partition(
     storage: StorageOptions,
     strict: bool,
     fingerprints: Fingerprints,
+    faults: Faults = NO_FAULTS,
 ) -> Iterator[pa.RecordBatch]:
     """mapInArrow body: each input row names a bin of files (JSON) to read."""
     for batch in batches:
         for files_json in batch.column("files").to_pylist():
-            yield from read_bin(files_json, specs, storage, strict, fingerprints)
+            yield from read_bin(files_json, specs, storage, strict, fingerprints, faults)

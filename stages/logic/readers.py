@@ -49,7 +49,7 @@ class BadRecordError(TaskError):
 
 
 def record_unit(spec: SourceSpec) -> str:
-    return "row" if spec.format == "parquet" else "line"
+    return {"jsonl": "line", "text": "file"}.get(spec.format, "row")
 
 
 def dig(record: Any, dotted: str) -> Any:
@@ -155,10 +155,7 @@ def read_file(
     reader = RecordReader(spec, uri, relative)
     try:
         with opener(uri) as raw:
-            if spec.format == "parquet":
-                yield from read_parquet(reader, raw)
-            else:
-                yield from read_jsonl(reader, raw)
+            yield from READERS[spec.format](reader, raw)
     except OSError as exc:
         yield reader.skip(None, "unreadable_file", str(exc))
 
@@ -184,9 +181,51 @@ def read_parquet(reader: RecordReader, raw: pa.NativeFile) -> Iterator[Document 
         yield reader.skip(None, "empty_file")
         return
     columns = sorted(set(spec.required_columns() + spec.optional_columns()) & names)
+    yield from read_batches(reader, parquet.iter_batches(batch_size=512, columns=columns))
+
+
+def read_arrow(reader: RecordReader, raw: pa.NativeFile) -> Iterator[Document | Skip]:
+    """An Arrow IPC file: the stream format Hugging Face `datasets` saves, or the file
+    format."""
+    if raw.size() == 0:
+        yield reader.skip(None, "empty_file")
+        return
+    try:
+        batches = pa.ipc.open_stream(raw)
+    except pa.ArrowInvalid:
+        raw.seek(0)
+        try:
+            found = pa.ipc.open_file(raw)
+        except pa.ArrowInvalid as exc:
+            yield reader.skip(None, "unreadable_file", str(exc))
+            return
+        batches = (found.get_batch(i) for i in range(found.num_record_batches))
+        schema = found.schema
+    else:
+        schema = batches.schema
+    missing = [c for c in reader.spec.required_columns() if c not in schema.names]
+    if missing:
+        yield reader.skip(None, "wrong_schema", f"missing column(s) {', '.join(missing)}")
+        return
+    wanted = set(reader.spec.required_columns() + reader.spec.optional_columns())
+    columns = [name for name in schema.names if name in wanted]
+    yielded = False
+    for item in read_batches(reader, (b.select(columns) for b in batches)):
+        yielded = True
+        yield item
+    if not yielded:
+        yield reader.skip(None, "empty_file")
+
+
+def read_batches(
+    reader: RecordReader, batches: Iterator[pa.RecordBatch]
+) -> Iterator[Document | Skip]:
+    """Rows of Arrow batches as documents; a top-level text column is decoded from its bytes
+    here, so that a row of invalid UTF-8 is a counted skip."""
+    spec = reader.spec
     binary_text = spec.kind == "text" and "." not in (spec.text_column or "")
     index = 0
-    for batch in parquet.iter_batches(batch_size=512, columns=columns):
+    for batch in batches:
         texts: list[bytes | None] | None = None
         if binary_text:
             column = batch.column(spec.text_column)
@@ -286,3 +325,37 @@ def read_jsonl(reader: RecordReader, raw: IO[bytes]) -> Iterator[Document | Skip
         return
     if line_no == 0:
         yield reader.skip(None, "empty_file")
+
+
+def read_whole_file(reader: RecordReader, raw: IO[bytes]) -> Iterator[Document | Skip]:
+    """A whole file as one document (decompressed by its .gz / .zst suffix)."""
+    try:
+        data = b"".join(chunks_for(reader.uri, raw))
+    except (TruncatedStream, zstandard.ZstdError) as exc:
+        yield reader.skip(0, "truncated_compression", str(exc))
+        return
+    if not data:
+        yield reader.skip(None, "empty_file")
+        return
+    yield reader.convert({}, 0, data)
+
+
+READERS: dict[str, Callable[[RecordReader, Any], Iterator[Document | Skip]]] = {
+    "jsonl": read_jsonl,
+    "parquet": read_parquet,
+    "arrow": read_arrow,
+    "text": read_whole_file,
+}
+# Files a folder holds beside the data that a format's reader must not be given.
+DATA_SUFFIXES = {"arrow": (".arrow",)}
+MAGIC = [(b"PAR1", "parquet"), (b"ARROW1", "arrow"), (b"\xff\xff\xff\xff", "arrow")]
+
+
+def guess_format(uri: str, head: bytes) -> str:
+    """The format a file's first bytes (decompressed) suggest."""
+    for magic, name in MAGIC:
+        if head.startswith(magic):
+            return name
+    if head.lstrip().startswith(b"{"):
+        return "jsonl"
+    return "text"

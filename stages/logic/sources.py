@@ -8,9 +8,12 @@ the keys to group by. Every field can be remapped per source in the config.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, get_args
 
-Format = Literal["parquet", "jsonl"]
+# jsonl: one JSON object a line (also .json.gz / .jsonl.zst); parquet; arrow: Arrow IPC files,
+# as Hugging Face `datasets.save_to_disk` writes them; text: one document per file.
+Format = Literal["jsonl", "parquet", "arrow", "text"]
+FORMATS: tuple[str, ...] = get_args(Format)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,13 @@ class SourceSpec:
 
     def with_overrides(self, **overrides: object) -> SourceSpec:
         return replace(self, **overrides)
+
+    @classmethod
+    def generic(cls, name: str, format: Format, **fields: object) -> SourceSpec:
+        """A source of the user's own files: its domain is its name unless given."""
+        return cls(
+            name=name, domain=str(fields.pop("domain", None) or name), format=format, **fields
+        )
 
     def required_columns(self) -> list[str]:
         """Top-level columns a file must have to be read as this source."""

@@ -12,7 +12,7 @@ import errno
 import os
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC
 from typing import IO
 from urllib.parse import urlparse
@@ -39,6 +39,9 @@ class FileEntry:
     relative: str
     size: int
     modified: str = ""  # UTC, ISO 8601: with the size, how the data card identifies the file
+    # What changes when the file is rewritten: the modification time in nanoseconds locally,
+    # the ETag on S3 (where a rewrite within the same second keeps LastModified).
+    stamp: str = ""
 
 
 def is_s3(uri: str) -> bool:
@@ -136,7 +139,7 @@ def expand(pattern: str, options: StorageOptions) -> list[FileEntry]:
         info = fs.get_file_info(base)
         if info.type == pafs.FileType.File:
             name = base.rsplit("/", 1)[-1]
-            return [FileEntry(prefix + base, name, info.size or 0, modified(info))]
+            return stamped([file_entry(prefix + base, name, info)], options)
         if info.type == pafs.FileType.NotFound:
             return []
     matcher = glob_regex(glob or "")
@@ -156,8 +159,53 @@ def expand(pattern: str, options: StorageOptions) -> list[FileEntry]:
             continue
         in_folder = any(name.startswith(f) for f in folders) and not hidden(info.base_name)
         if (glob is not None and matcher.match(name)) or in_folder:
-            entries.append(FileEntry(prefix + info.path, name, info.size or 0, modified(info)))
-    return sorted(entries, key=lambda e: e.uri)
+            entries.append(file_entry(prefix + info.path, name, info))
+    return stamped(sorted(entries, key=lambda e: e.uri), options)
+
+
+def file_entry(uri: str, relative: str, info: pafs.FileInfo) -> FileEntry:
+    stamp = "" if is_s3(uri) else str(info.mtime_ns)
+    return FileEntry(uri, relative, info.size or 0, modified(info), stamp)
+
+
+def stamped(entries: list[FileEntry], options: StorageOptions) -> list[FileEntry]:
+    """S3 entries with their ETags as `stamp`, from one listing of their common prefix
+    (pyarrow's file information carries no ETag); local entries as they are."""
+    if not entries or not is_s3(entries[0].uri):
+        return entries
+    # A character prefix on purpose: S3 lists keys by one.
+    tags = s3_etags(os.path.commonprefix([e.uri for e in entries]), options)  # noqa: RUF071
+    return [replace(e, stamp=tags.get(e.uri, "")) for e in entries]
+
+
+def s3_etags(prefix: str, options: StorageOptions) -> dict[str, str]:
+    """uri -> ETag of every object whose URI starts with `prefix`."""
+    bucket, key = bucket_and_key(prefix)
+    pages = s3_client(options).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
+    return {
+        f"s3://{bucket}/{item['Key']}": item["ETag"]
+        for page in pages
+        for item in page.get("Contents", [])
+    }
+
+
+def file_version(uri: str, options: StorageOptions) -> tuple[int, str] | None:
+    """(size, stamp) of the file at `uri` now, as `expand` records them; None if it is gone."""
+    if is_s3(uri):
+        bucket, key = bucket_and_key(uri)
+        client = s3_client(options)
+        try:
+            head = client.head_object(Bucket=bucket, Key=key)
+        except client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return head["ContentLength"], head["ETag"]
+    try:
+        found = os.stat(uri)
+    except FileNotFoundError:
+        return None
+    return found.st_size, str(found.st_mtime_ns)
 
 
 def modified(info: pafs.FileInfo) -> str:

@@ -1,4 +1,4 @@
-"""Documents to token ids: whole-document encoding, and chats rendered with a train mask."""
+"""Documents to token ids: whole-document encoding on threads (chats: `chats.render_chat`)."""
 
 from __future__ import annotations
 
@@ -10,51 +10,14 @@ from typing import Any
 
 import numpy as np
 
+from stages.logic.chats import render_chat
 from stages.logic.errors import TaskError
-from stages.logic.tokenizers import Tokenizer, TokenizerError
+from stages.logic.tokenizers import Tokenizer
 
 # Documents (and text bytes) in flight per tokenizer thread: enough look-ahead that a thread
 # never waits behind one huge document, little enough to keep a worker's memory bounded.
 WINDOW_PER_THREAD = 64
 WINDOW_BYTES_PER_THREAD = 64 * 1024 * 1024
-LLAMA3_CHAT_TOKENS = ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")
-
-
-def chat_pieces(messages: list[dict], tokenizer: Tokenizer) -> list[tuple[str | int, bool]]:
-    """A chat as (ordinary text or special id, trained?) pieces: the tokenizer's own chat
-    template when it has one, else Llama-3's format; assistant turns are trained on."""
-    if tokenizer.chat_template():
-        shares = tokenizer.render_chat_text(messages)
-        return [(s, m["role"] == "assistant") for s, m in zip(shares, messages, strict=True)]
-    ids = [tokenizer.special_id(t) for t in LLAMA3_CHAT_TOKENS]
-    if None in ids:
-        raise TokenizerError(
-            f"tokenizer {tokenizer.name!r} has no chat template and lacks Llama-3's chat tokens"
-        )
-    begin, start, end, eot = ids
-    pieces: list[tuple[str | int, bool]] = [(begin, False)]
-    for message in messages:
-        trained = message["role"] == "assistant"
-        pieces += [(start, False), (message["role"], False), (end, False)]
-        pieces += [("\n\n" + message["content"], trained), (eot, trained)]
-    return pieces
-
-
-def render_chat(messages: list[dict], tokenizer: Tokenizer) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, mask) of one chat; mask is 1 on the tokens to train on."""
-    pieces = chat_pieces(messages, tokenizer)
-    texts = [p for p, _ in pieces if isinstance(p, str)]
-    ids, offsets = tokenizer.encode_batch(texts)
-    out_ids, out_mask, k = [], [], 0
-    for piece, trained in pieces:
-        if isinstance(piece, str):
-            chunk = ids[offsets[k] : offsets[k + 1]]
-            k += 1
-        else:
-            chunk = np.array([piece], dtype=np.uint32)
-        out_ids.append(chunk)
-        out_mask.append(np.full(len(chunk), trained, dtype=np.int8))
-    return np.concatenate(out_ids), np.concatenate(out_mask)
 
 
 def encode_documents(
@@ -121,18 +84,6 @@ def encode_text(
         return tokenizer.encode_one(text), None
     except Exception as exc:
         raise TaskError(f"cannot tokenize: {exc} (document {document['id']})") from exc
-
-
-def chat_problem(tokenizer: Tokenizer) -> str | None:
-    """Why this tokenizer cannot render chats, if it cannot (known before any data is read)."""
-    if tokenizer.chat_template():
-        return None
-    if any(tokenizer.special_id(t) is None for t in LLAMA3_CHAT_TOKENS):
-        return (
-            f"tokenizer {tokenizer.name!r} has no chat template and lacks Llama-3's chat "
-            f"tokens ({', '.join(LLAMA3_CHAT_TOKENS)}), so it cannot render chat sources"
-        )
-    return None
 
 
 def as_text(text: bytes | str) -> str:

@@ -120,14 +120,37 @@ class Tokenizer:
             self._byte_lengths = lengths
         return self._byte_lengths
 
+    def encode_offsets(self, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, start, end): the ordinary-text ids of `text` and the character span each
+        token covers (a token holding part of a character covers all of it)."""
+        ids = self.encode_one(text)
+        lengths = self.byte_lengths()[ids]
+        byte_ends = np.cumsum(lengths)
+        data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+        char_of_byte = np.cumsum((data & 0xC0) != 0x80) - 1  # continuation bytes: no new char
+        if not len(ids):
+            return ids, np.zeros(0, np.int64), np.zeros(0, np.int64)
+        last = max(len(data) - 1, 0)
+        starts = char_of_byte[np.minimum(byte_ends - lengths, last)]
+        ends = char_of_byte[np.clip(byte_ends - 1, 0, last)] + 1
+        return ids, starts, np.where(lengths > 0, ends, starts)
+
     def special_id(self, token: str) -> int | None:
         raise NotImplementedError
+
+    def added_tokens(self) -> dict[str, int]:
+        """Text -> id of every token a chat format's text may name (the special tokens)."""
+        raise NotImplementedError
+
+    def declared_specials(self) -> tuple[str | None, str | None]:
+        """The (BOS, EOS) the tokenizer itself declares for separating documents."""
+        return SPECIALS.get(self.name, (None, None))
 
     def chat_template(self) -> str | None:
         return None
 
-    def render_chat_text(self, messages: list[dict]) -> list[str]:
-        """Each message's share of the chat template's rendering, for tokenizers with one."""
+    def render_template(self, messages: list[dict]) -> str:
+        """The chat as text, rendered by the tokenizer's own chat template."""
         raise NotImplementedError
 
     def vocab_digest(self) -> str:
@@ -231,7 +254,7 @@ class TiktokenTokenizer(Tokenizer):
         self.split_bytes = spec.split_bytes
         self.split_safe = self.encoding._pat_str in SPLIT_SAFE_PATTERNS
         self.vocab_size = self.encoding.n_vocab
-        self.bos_id, self.eos_id = resolve_specials(spec, self.special_id)
+        self.bos_id, self.eos_id = resolve_specials(spec, self)
 
     def encode_batch(self, texts):
         return joined([self.encode_one(text) for text in texts])
@@ -250,6 +273,14 @@ class TiktokenTokenizer(Tokenizer):
 
     def special_id(self, token):
         return self.encoding._special_tokens.get(token)
+
+    def added_tokens(self):
+        return dict(self.encoding._special_tokens)
+
+    def declared_specials(self):
+        if self.name in SPECIALS:
+            return SPECIALS[self.name]
+        return None, "<|endoftext|>" if "<|endoftext|>" in self.encoding._special_tokens else None
 
     def vocab_digest(self):
         specials = set(self.encoding._special_tokens.values())
@@ -295,6 +326,12 @@ class QuicktokTokenizer(Tokenizer):
     def special_id(self, token):
         return self.reference.special_id(token)
 
+    def added_tokens(self):
+        return self.reference.added_tokens()
+
+    def declared_specials(self):
+        return self.reference.declared_specials()
+
     def vocab_digest(self):
         return self.reference.vocab_digest()
 
@@ -324,13 +361,26 @@ class TransformersTokenizer(Tokenizer):
         self.tokenizer = pretrained_tokenizer(spec.name)
         self.name = spec.name
         self.vocab_size = len(self.tokenizer)
-        self.bos_id, self.eos_id = resolve_specials(spec, self.special_id)
+        self.bos_id, self.eos_id = resolve_specials(spec, self)
 
     def encode_batch(self, texts):
         encoded = self.tokenizer(
             texts, add_special_tokens=False, split_special_tokens=True, verbose=False
         )["input_ids"]
         return flatten(encoded)
+
+    def encode_offsets(self, text):
+        if not self.tokenizer.is_fast:  # slow tokenizers have no offsets
+            return super().encode_offsets(text)
+        encoded = self.tokenizer(
+            text,
+            add_special_tokens=False,
+            split_special_tokens=True,
+            return_offsets_mapping=True,
+            verbose=False,
+        )
+        spans = np.asarray(encoded["offset_mapping"], dtype=np.int64).reshape(-1, 2)
+        return np.asarray(encoded["input_ids"], dtype=np.uint32), spans[:, 0], spans[:, 1]
 
     def decode(self, ids):
         return self.tokenizer.decode(list(ids), clean_up_tokenization_spaces=False)
@@ -340,20 +390,37 @@ class TransformersTokenizer(Tokenizer):
             return self.tokenizer.convert_tokens_to_ids(token)
         return None
 
+    def added_tokens(self):
+        return dict(self.tokenizer.get_added_vocab())
+
+    def declared_specials(self):
+        """EOS as the tokenizer's config declares it; BOS where the tokenizer itself puts
+        it before every text it encodes (`add_bos_token`, or a post-processor that does)."""
+        bos, eos = self.tokenizer.bos_token, self.tokenizer.eos_token
+        if bos is not None:
+            first = self.tokenizer("a", add_special_tokens=True)["input_ids"][:1]
+            bos = bos if first == [self.tokenizer.bos_token_id] else None
+        return bos, eos
+
     def chat_template(self):
         return self.tokenizer.chat_template
 
-    def render_chat_text(self, messages):
-        rendered, shares = "", []
-        for end in range(1, len(messages) + 1):
-            text = self.tokenizer.apply_chat_template(messages[:end], tokenize=False)
-            shares.append(text[len(rendered) :])
-            rendered = text
-        return shares
+    def render_template(self, messages):
+        return self.tokenizer.apply_chat_template(messages, tokenize=False)
 
     def vocab_digest(self):
         vocab = sorted(self.tokenizer.get_vocab().items(), key=lambda kv: kv[1])
         return hashlib.sha256(repr(vocab).encode()).hexdigest()
+
+    def identity(self):
+        template = self.chat_template()
+        return {
+            **super().identity(),
+            "special_tokens": dict(sorted(self.added_tokens().items(), key=lambda kv: kv[1])),
+            "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest()
+            if template
+            else None,
+        }
 
 
 def pretrained_tokenizer(name: str):
@@ -398,15 +465,17 @@ def digest(token_bytes: list[bytes], specials: dict[str, int]) -> str:
     return h.hexdigest()
 
 
-def resolve_specials(spec: TokenizerSpec, lookup) -> tuple[int | None, int | None]:
-    defaults = SPECIALS.get(spec.name, (None, None))
+def resolve_specials(spec: TokenizerSpec, tokenizer: Tokenizer) -> tuple[int | None, int | None]:
+    """The BOS and EOS ids to put around packed documents: the configured tokens, or with
+    `default` those the tokenizer declares; None for none."""
+    defaults = tokenizer.declared_specials()
     ids = []
     for configured, default in zip((spec.bos, spec.eos), defaults, strict=True):
         token = default if configured == "default" else configured
         if token is None:
             ids.append(None)
             continue
-        token_id = lookup(token)
+        token_id = tokenizer.special_id(token)
         if token_id is None:
             raise TokenizerError(f"tokenizer {spec.name!r} has no special token {token!r}")
         ids.append(token_id)
