@@ -45,6 +45,13 @@ def parser() -> argparse.ArgumentParser:
     validate.add_argument("--json", action="store_true", help="print the result as JSON")
     validate.add_argument("--s3-endpoint-url", help="an S3-compatible endpoint")
 
+    peek = commands.add_parser(
+        "peek", help="one sample decoded, its documents apart and trained text marked"
+    )
+    peek.add_argument("path", help="a local output folder, or one directory of it")
+    peek.add_argument("--sample", type=int, default=0, help="which sample, in index order")
+    peek.add_argument("--json", action="store_true", help="print the sample as JSON")
+
     stats = commands.add_parser("stats", help="length tables and histograms of an output")
     stats.add_argument("path", nargs="?", help="a longmix output folder, or an MDS dataset")
     stats.add_argument("--config", help="statistics of a config's raw sources (runs Spark)")
@@ -141,6 +148,9 @@ def run(args: argparse.Namespace) -> int:
         return stopped(*STOPS[signal.SIGINT])
     except Terminated:
         return stopped(*STOPS[signal.SIGTERM])
+    except BrokenPipeError:  # a reader that stopped early (`| head`): nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:
         if SIGNALLED:  # a JVM stopped by the same signal failed the call first
             return stopped(*STOPS[SIGNALLED[0]])

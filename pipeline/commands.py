@@ -42,7 +42,8 @@ def run_prepare(args: argparse.Namespace) -> int:
     report = prepare(config, args.master)
     if report.data.get("already_complete"):
         console.print(
-            f"{config.output}: already complete with this config; nothing to do", soft_wrap=True
+            f"{config.output}: already complete with this config and these inputs; nothing to do",
+            soft_wrap=True,
         )
         return 0
     print_summary(report.data)
@@ -107,6 +108,30 @@ def run_validate(args: argparse.Namespace) -> int:
         )
         console.print(f"  {where}: {f.rule}: {f.detail}", markup=False, highlight=False)
     return 1
+
+
+def run_peek(args: argparse.Namespace) -> int:
+    """One sample decoded: documents apart, trained text marked (coloured on a terminal)."""
+    import sys
+
+    from pipeline.peek import peek, plain_lines
+
+    require_train_extra("peek")
+    peeked = peek(Path(args.path), args.sample)
+    if args.json:
+        print(peeked.to_json())
+        return 0
+    if not sys.stdout.isatty():
+        print("\n".join(plain_lines(peeked)))
+        return 0
+    out = Console()
+    out.print(plain_lines(peeked)[0], style="bold", highlight=False)
+    for number, document in enumerate(peeked.documents, start=1):
+        out.rule(f"document {number} of {len(peeked.documents)}", style="cyan")
+        for piece in document:
+            out.print(piece.text, style="green" if piece.trained else None, end="", markup=False)
+        out.print()
+    return 0
 
 
 def run_stats(args: argparse.Namespace) -> int:
@@ -261,4 +286,5 @@ COMMANDS = {
     "validate": run_validate,
     "stats": run_stats,
     "smoke": run_smoke,
+    "peek": run_peek,
 }

@@ -131,32 +131,42 @@ def jsonl_texts(uri: str, raw: IO[bytes], column: str) -> Iterator[str]:
         yield text
 
 
-SNIFF_RECORDS = 100
+SNIFF_RECORDS = 100  # records read from a file before it counts as yielding no document
+SNIFF_FILES = 5  # files of a source tried, in order, for one that yields a document
 
 
 def check_first_files(config: Config, tasks: list[ReadTask]) -> None:
-    """Each source's first non-empty file yields a document among its first records, or the
-    run stops here, before Spark, with one line naming the source, the file and why, and the
-    format its bytes look like when that is not the source's."""
+    """Each source yields a document among the first records of one of its first non-empty
+    files, or the run stops here, before anything is written, with one line naming the
+    source, the first file and why, and the format its bytes look like when that is not the
+    source's. (Bad files among good ones are counted by the run as usual.)"""
     storage = storage_options(config)
     specs = source_specs(config)
     opener = partial(open_input, options=storage)
     for name in config.sources:
-        files = [t for t in tasks if t.source == name]
-        first = next((t for t in files if t.size > 0), None)
-        if first is None:
-            raise LongmixError(f"source {name!r}: every file is empty ({files[0].uri}, ...)")
+        files = [t for t in tasks if t.source == name and t.size > 0]
+        if not files:
+            raise LongmixError(f"source {name!r}: every file is empty")
         spec = specs[name]
-        problems = []
-        for item in islice(read_file(spec, first.uri, first.relative, opener), SNIFF_RECORDS):
-            if not isinstance(item, Skip):
-                break
-            if item.bad:
-                problems.append(item)
-        else:
-            if problems:
-                preset = config.sources[name].preset
-                raise LongmixError(no_document(name, preset, spec, problems[0], storage))
+        problems = [first_problem(spec, task, opener) for task in files[:SNIFF_FILES]]
+        if all(problems) and any(p is not None and p.bad for p in problems):
+            preset = config.sources[name].preset
+            line = no_document(name, preset, spec, problems[0], storage)
+            if len(problems) > 1:
+                line += f" (and so do the next {len(problems) - 1} files)"
+            raise LongmixError(line)
+
+
+def first_problem(spec: SourceSpec, task: ReadTask, opener) -> Skip | None:
+    """None if the file yields a document among its first records, else its first bad skip
+    (or its first skip, if none is bad)."""
+    skips = []
+    for item in islice(read_file(spec, task.uri, task.relative, opener), SNIFF_RECORDS):
+        if not isinstance(item, Skip):
+            return None
+        skips.append(item)
+    bad = [skip for skip in skips if skip.bad]
+    return (bad or skips or [Skip(spec.name, task.uri, None, "no_record", bad=False)])[0]
 
 
 def no_document(

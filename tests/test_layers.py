@@ -41,6 +41,7 @@ LAYERS = [  # lowest first: a module may import only from its own layer or below
             "pipeline.shards",
             "pipeline.stats",
             "pipeline.validate",
+            "pipeline.peek",
             "pipeline.plots",
             "pipeline.tables",
             "pipeline.trainer",

@@ -245,6 +245,7 @@ def test_a_killed_run_resumes_to_the_same_output(tmp_path, mixed_corpus, referen
     assert len(before) > 0
     result = prepare_cli(config, tmp_path, "resumed")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert f"longmix: resuming: {len(before)} of at most " in result.stderr
     after = {p: p.read_text() for p in commits.rglob("*.json")}
     assert len(after) > len(before)  # it was killed half-way
     assert all(after[p] == text for p, text in before.items())  # committed work kept

@@ -110,12 +110,33 @@ def test_a_corrupted_shard(tmp_path):
     assert ("code-64", "corrupted_shard") in rules(root)
 
 
-def test_a_duplicated_sample(tmp_path):
+def test_a_duplicated_sample_is_a_warning_about_the_data(tmp_path):
     def duplicate(directory, samples):
         if directory == "web":
             samples[9] = samples[3]
 
-    assert rules(build(tmp_path, duplicate)) == {("web", "duplicate")}
+    result = validate(str(build(tmp_path, duplicate)), StorageOptions())
+    assert result.ok, result.failures
+    (warning,) = result.warnings
+    assert warning.startswith("web: 1 distinct samples appear more often than repeat allows (1)")
+    assert "`dedup: exact` removes them" in warning
+
+
+def test_a_unit_written_twice_and_a_shard_listed_twice(tmp_path):
+    root = build(tmp_path)
+    index_file = root / "web/index.json"
+    index = json.loads(index_file.read_text())
+    twice = {**index, "shards": [*index["shards"], index["shards"][0]]}
+    index_file.write_text(json.dumps(twice))
+    assert ("web", "shard_listed_twice") in rules(root)
+    copy = json.loads(json.dumps(index["shards"][0]))
+    folder, name = copy["raw_data"]["basename"].split("/")
+    other = folder.replace("-a0", "-a1")
+    (root / "web" / other).mkdir()
+    (root / "web" / other / name).write_bytes((root / "web" / folder / name).read_bytes())
+    copy["raw_data"]["basename"] = f"{other}/{name}"
+    index_file.write_text(json.dumps({**index, "shards": [*index["shards"], copy]}))
+    assert ("web", "unit_written_twice") in rules(root)
 
 
 def test_proportions_off_by_more_than_the_tolerance(tmp_path):
