@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,10 @@ from stages.logic.storage import StorageOptions, exists, is_s3, join, read_text,
 if TYPE_CHECKING:
     from pipeline.config import SmokeConfig
 
-console = Console(stderr=True)
+console = Console(stderr=True)  # logs, progress and notices
+# Results (tables) on stdout; as wide as they need when written to a file or a pipe, where
+# rich would otherwise assume 80 columns and cut them.
+results = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def run_prepare(args: argparse.Namespace) -> int:
@@ -68,18 +72,18 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def print_summary(report: dict[str, Any]) -> None:
-    console.print(documents_table(report).rich())
+    results.print(documents_table(report).rich())
     skipped = skipped_table(report)
     if skipped.rows:
-        console.print(skipped.rich())
+        results.print(skipped.rich())
     if "duplicates" in report:
-        console.print(duplicates_table(report["duplicates"]).rich())
+        results.print(duplicates_table(report["duplicates"]).rich())
     if "contamination" in report:
-        console.print(contamination_table(report["contamination"]).rich())
+        results.print(contamination_table(report["contamination"]).rich())
     if "packing" in report:
-        console.print(packing_table(report).rich())
+        results.print(packing_table(report).rich())
     if "mix" in report:
-        console.print(mix_table(report["mix"]).rich())
+        results.print(mix_table(report["mix"]).rich())
     seconds = sum(report["stage_seconds"].values())
     console.print(f"{report['input']['files']} input files, stages took {seconds:.1f} s")
 
@@ -96,24 +100,22 @@ def run_validate(args: argparse.Namespace) -> int:
     for warning in result.warnings:
         console.print(f"[yellow]warning[/]: {warning}", soft_wrap=True, highlight=False)
     if result.ok:
-        console.print(validation_table(args.path, result.samples, result.tokens).rich())
+        results.print(validation_table(args.path, result.samples, result.tokens).rich())
         return 0
     count = len(result.failures)
-    console.print(f"[bold red]{count} problem{'' if count == 1 else 's'}[/] in {args.path}:")
+    results.print(f"[bold red]{count} problem{'' if count == 1 else 's'}[/] in {args.path}:")
     for f in result.failures:
         where = ", ".join(
             part
             for part in (f.directory, f.shard, None if f.sample is None else f"sample {f.sample}")
             if part
         )
-        console.print(f"  {where}: {f.rule}: {f.detail}", markup=False, highlight=False)
+        results.print(f"  {where}: {f.rule}: {f.detail}", markup=False, highlight=False)
     return 1
 
 
 def run_peek(args: argparse.Namespace) -> int:
     """One sample decoded: documents apart, trained text marked (coloured on a terminal)."""
-    import sys
-
     from pipeline.peek import peek, plain_lines
 
     require_train_extra("peek")
@@ -140,13 +142,13 @@ def run_stats(args: argparse.Namespace) -> int:
     from pipeline.plots import histogram_png
     from pipeline.stats import load_stats, paper_tables
 
-    out = Console(stderr=not args.json)
+    out = results
     if (args.path is None) == (args.config is None):
         raise LongmixError("give an output or dataset PATH, or --config CONFIG for raw sources")
     if args.config:
         named = {Path(args.config).stem: source_stats(args.config, args.overrides, args.master)}
     else:
-        with out.status(f"reading {args.path}"):
+        with console.status(f"reading {args.path}"):
             named = {name_of(args.path): load_stats(args.path, args.from_shards)}
     if args.compare:
         named[name_of(args.compare)] = load_stats(args.compare, args.from_shards)
@@ -169,7 +171,7 @@ def run_stats(args: argparse.Namespace) -> int:
     share = {n: v["share_over_after_packing"] for n, v in views.items()}
     out.print(share_over_table(share).rich())
     if args.plots:
-        out.print(f"histograms written to {args.plots}")
+        console.print(f"histograms written to {args.plots}")
     return 0
 
 

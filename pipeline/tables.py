@@ -17,9 +17,15 @@ class Table:
     text_columns: int = 1  # the first columns hold names (left-aligned), the rest numbers
 
     def rich(self) -> RichTable:
+        """The table for a console; a number is never cut: its column is as wide as its
+        widest cell, and names wrap instead."""
         table = RichTable(title=self.title)
         for k, column in enumerate(self.columns):
-            table.add_column(column, justify="left" if k < self.text_columns else "right")
+            if k < self.text_columns:
+                table.add_column(column, justify="left", overflow="fold")
+                continue
+            widest = max((len(row[k]) for row in self.rows), default=0)
+            table.add_column(column, justify="right", no_wrap=True, min_width=widest)
         for row in self.rows:
             table.add_row(*row)
         return table

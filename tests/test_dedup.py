@@ -236,7 +236,7 @@ def test_removal_gives_the_same_samples_whatever_the_partitioning(planted, tmp_p
         assert result.returncode == 0, result.stderr[-3000:]
         report = json.loads((output / "_report.json").read_text())
         assert report["duplicates"]["sources"]["stack"]["documents"] == 4
-        assert "exact duplicates (removed" in result.stderr
+        assert "exact duplicates (removed" in result.stdout
         card = (output / "README.md").read_text()
         assert "| stack | 4 | 4 | 1 | 0 | not tokenized | 1 |" in card
         assert "| fineweb | qa.jsonl | 1 |" in card

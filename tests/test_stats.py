@@ -112,6 +112,9 @@ def test_stats_cli_reads_the_same_numbers_from_the_shards(run):
     image = Image.open(out / "plots/output-packed.png")
     assert image.format == "PNG"
     assert image.size == (int(FIGURE_SIZE[0] * DPI), int(FIGURE_SIZE[1] * DPI))
+    tables = subprocess.run(command[:-1], capture_output=True, text=True, check=True).stdout
+    assert "paper Table 3" in tables and "paper Table 14" in tables  # results on stdout
+    assert "…" not in tables  # a file gets the tables whole, no number cut
 
 
 def test_stats_of_raw_sources_run_through_spark(web, tmp_path):

@@ -154,7 +154,7 @@ def test_cli_lists_failures_and_exits_non_zero(tmp_path):
     command = [sys.executable, "-m", "pipeline.cli", "validate", str(root)]
     shown = subprocess.run(command, capture_output=True, text=True)
     assert shown.returncode == 1
-    assert "web, b00000-a0/shard.00000.mds: missing_shard" in shown.stderr
+    assert "web, b00000-a0/shard.00000.mds: missing_shard" in shown.stdout
     machine = subprocess.run([*command, "--json"], capture_output=True, text=True)
     assert machine.returncode == 1
     assert {f["rule"] for f in json.loads(machine.stdout)["failures"]} >= {"missing_shard"}
