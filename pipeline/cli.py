@@ -29,6 +29,9 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument(
         "--debug", action="store_true", help="print the full traceback of an unexpected error"
     )
+    root.add_argument(
+        "--verbose", action="store_true", help="keep the JVM's start-up lines (log4j, Hadoop)"
+    )
     commands = root.add_subparsers(dest="command", required=True)
 
     prepare = commands.add_parser("prepare", help="run the pipeline on a config")
@@ -140,6 +143,8 @@ def not_from_py4j(record: logging.LogRecord) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """The command, with every failure turned into one line and an exit status."""
+    if args.verbose:
+        os.environ["LONGMIX_VERBOSE"] = "1"
     try:
         return COMMANDS[args.command](args)
     except LongmixError as exc:

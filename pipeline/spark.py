@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -103,7 +104,8 @@ def build_session(config: SparkConfig, master: str | None = None):
         builder = builder.config(key, str(value).lower() if isinstance(value, bool) else value)
     on_main_thread = threading.current_thread() is threading.main_thread()
     ctrl_c = signal.getsignal(signal.SIGINT) if on_main_thread else None
-    session = builder.getOrCreate()
+    with startup_noise_dropped():
+        session = builder.getOrCreate()
     session.sparkContext.setLogLevel(config.log_level)
     if on_main_thread:
         # PySpark's own Ctrl-C handler calls into the JVM from inside the interrupted JVM
@@ -112,6 +114,53 @@ def build_session(config: SparkConfig, master: str | None = None):
     if session.sparkContext.master.startswith("local"):
         quiet_task_failures(session)
     return session
+
+
+# What the JVM prints at every start that tells a user nothing (kept with `--verbose`, which
+# sets LONGMIX_VERBOSE): Java's incubator-module notice, log4j's default-profile lines and
+# Hadoop's missing native library.
+STARTUP_NOISE = re.compile(
+    rb"(WARNING: Using incubator modules|Using Spark's default log4j profile|Setting default "
+    rb"log level to|To adjust logging level use sc.setLogLevel|\S+ \S+ WARN NativeCodeLoader:)"
+)
+# A partial line that may still become a noise line (or a log line) is held until its end;
+# anything else (Spark's progress bar, which ends in a carriage return) passes at once.
+MAY_BE_NOISE = re.compile(rb"(WARNING|Using|Setting|To adjust|\d\d/)")
+
+
+@contextlib.contextmanager
+def startup_noise_dropped() -> Iterator[None]:
+    """A JVM started inside the block writes its stderr through a pipe that drops the
+    start-up noise and forwards everything else, for the JVM's whole life."""
+    if os.environ.get("LONGMIX_VERBOSE") or spark_started() or under_spark_submit():
+        yield
+        return
+    real = os.dup(2)
+    read_end, write_end = os.pipe()
+    threading.Thread(
+        target=forward_stderr, args=(read_end, real), name="longmix-jvm-stderr", daemon=True
+    ).start()
+    os.dup2(write_end, 2)  # inherited by the JVM the block starts
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        os.dup2(real, 2)  # this process's own stderr as before; the JVM keeps the pipe
+
+
+def forward_stderr(read_end: int, out: int) -> None:
+    pending = b""
+    with os.fdopen(read_end, "rb", buffering=0) as source, os.fdopen(out, "wb", 0) as target:
+        while chunk := source.read(65536):
+            *lines, pending = (pending + chunk).split(b"\n")
+            kept = [line + b"\n" for line in lines if not STARTUP_NOISE.match(line)]
+            if pending and not MAY_BE_NOISE.match(pending):
+                kept.append(pending)
+                pending = b""
+            if kept:
+                target.write(b"".join(kept))
+        if pending:
+            target.write(pending)
 
 
 def with_class_archive(settings: dict[str, str]) -> dict[str, str]:

@@ -196,6 +196,8 @@ def test_identical_files_give_an_output_that_validates_with_a_warning(tmp_path):
     result = prepare_cli(config, tmp_path, "licenses")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "longmix: 3 documents are exact copies of others (kept; `dedup: exact`" in result.stderr
+    for noise in ("log4j", "NativeCodeLoader", "incubator"):  # the JVM's start-up lines
+        assert noise not in result.stderr
     checked = validate(str(output), StorageOptions())
     assert checked.ok, checked.failures
     assert len(checked.warnings) == 1 and "`dedup: exact` removes them" in checked.warnings[0]
