@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,6 +82,16 @@ def prepare_cli(
         timeout=600,
         env={**os.environ, **(env or {})},
     )
+
+
+def start_and_wait_for(marker: Path, command: list[str], **popen) -> subprocess.Popen:
+    """`command` started in a process group of its own (to be signalled as a terminal would);
+    returns once it has created `marker`, where an injected fault holds it."""
+    process = subprocess.Popen(command, start_new_session=True, **popen)
+    deadline = time.time() + 300
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.02)
+    return process
 
 
 @pytest.fixture(scope="session")

@@ -125,6 +125,16 @@ def test_the_builtin_llama3_format_and_a_template_mask_alike(llama3_style):
         assert "<|start_header_id|>assistant<|end_header_id|>\n\n" in header
 
 
+def sequences_config(sources: dict, output, tokenizer_folder):
+    return make_config(
+        sources,
+        output,
+        run={"until": "sequences"},
+        packing={"sequence_length": 256, "buckets": 2},
+        tokenizer={"backend": "transformers", "name": str(tokenizer_folder)},
+    )
+
+
 def test_a_declared_eos_separates_documents_by_default(hf_cl100k, tmp_path, spark, caplog):
     tokenizer = load_tokenizer(TokenizerSpec("transformers", str(hf_cl100k)))
     assert tokenizer.eos_id == 100256 and tokenizer.bos_id is None  # as tokenizer_config says
@@ -134,14 +144,7 @@ def test_a_declared_eos_separates_documents_by_default(hf_cl100k, tmp_path, spar
     ]
     corpus.write_jsonl(tmp_path / "wiki/part.jsonl", records)
     sources = {"wiki": {"preset": "wikipedia", "path": str(tmp_path / "wiki/*.jsonl")}}
-    config = make_config(
-        sources,
-        tmp_path / "out",
-        run={"until": "sequences"},
-        packing={"sequence_length": 256, "buckets": 2},
-        tokenizer={"backend": "transformers", "name": str(hf_cl100k)},
-    )
-    report = prepare(config).data
+    report = prepare(sequences_config(sources, tmp_path / "out", hf_cl100k)).data
     numbers = report["packing"]["dolmawiki"]["256"]
     assert numbers["special_tokens_added"] > 0
     rows = pq.read_table(tmp_path / "out/_work/packed/row_type=sequence").to_pylist()
@@ -156,13 +159,6 @@ def test_a_declared_eos_separates_documents_by_default(hf_cl100k, tmp_path, spar
     (bare / "tokenizer_config.json").write_text(
         json.dumps({"tokenizer_class": "PreTrainedTokenizerFast"})
     )
-    config = make_config(
-        sources,
-        tmp_path / "bare-out",
-        run={"until": "sequences"},
-        packing={"sequence_length": 256, "buckets": 2},
-        tokenizer={"backend": "transformers", "name": str(bare)},
-    )
     with caplog.at_level(logging.WARNING, logger="longmix"):
-        prepare(config)
+        prepare(sequences_config(sources, tmp_path / "bare-out", bare))
     assert any("no separator" in m for m in caplog.messages), caplog.messages

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -40,6 +39,7 @@ from tests.conftest import (
     make_config,
     prepare_cli,
     prepare_command,
+    start_and_wait_for,
     upload_tree,
 )
 from tests.test_ownership import one_error_line
@@ -326,15 +326,13 @@ def test_a_resumed_run_never_mixes_two_versions_of_its_inputs(tmp_path):
     output = tmp_path / "out"
     config = run_config(tmp_path / "corpus", output)
     held = tmp_path / "held"  # the first unit committed; its task waits to be killed
-    process = subprocess.Popen(
-        prepare_command({**config, "faults": {"hold_after_commit": str(held)}}, tmp_path, "kill"),
-        start_new_session=True,
+    faulty = {**config, "faults": {"hold_after_commit": str(held)}}
+    process = start_and_wait_for(
+        held,
+        prepare_command(faulty, tmp_path, "kill"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.time() + 300
-    while not held.exists() and time.time() < deadline:
-        time.sleep(0.02)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert list((output / "_commits").rglob("*.json"))  # it committed from the old version
@@ -356,16 +354,13 @@ def test_an_input_rewritten_while_the_run_reads_it_stops_the_run(tmp_path):
     output = tmp_path / "out"
     held = tmp_path / "held"  # the first read task waits here before opening its first file
     config = run_config(tmp_path / "corpus", output, faults={"hold_before_read": str(held)})
-    process = subprocess.Popen(
+    process = start_and_wait_for(
+        held,
         prepare_command(config, tmp_path, "changing"),
-        start_new_session=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.time() + 300
-    while not held.exists() and time.time() < deadline:
-        time.sleep(0.02)
     opened = Path(held.read_text())
     corpus.write_jsonl(opened, articles("NEW", 9))
     Path(f"{held}.go").touch()

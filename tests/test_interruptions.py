@@ -4,14 +4,13 @@ same command then resumes to shards byte-identical to an uninterrupted run (`ref
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from pipeline.validate import validate
 from stages.logic.storage import StorageOptions
-from tests.conftest import download_tree, prepare_cli, prepare_command
+from tests.conftest import download_tree, prepare_cli, prepare_command, start_and_wait_for
 from tests.fault_proxy import FaultPlan, FaultProxy
 from tests.test_mds import cli_config, fingerprint, shard_hashes, stray_folders
 from tests.test_ownership import one_error_line
@@ -21,16 +20,13 @@ def stop_once_committing(config: dict, folder: Path, signum: int) -> subprocess.
     """Start the run and send `signum` to its process group (as a terminal's Ctrl-C does)
     once the first unit is committed (its task then waits, so the run is stopped half-way)."""
     held = folder / "held"
-    process = subprocess.Popen(
+    process = start_and_wait_for(
+        held,
         prepare_command({**config, "faults": {"hold_after_commit": str(held)}}, folder, "stopped"),
-        start_new_session=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.time() + 300
-    while not held.exists() and time.time() < deadline:
-        time.sleep(0.02)
     os.killpg(process.pid, signum)
     out, err = process.communicate(timeout=120)
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -20,7 +19,14 @@ from pipeline.driver import prepare
 from pipeline.validate import validate
 from stages.logic.errors import LongmixError
 from stages.logic.storage import StorageOptions
-from tests.conftest import TEST_SPARK_CONF, cards_beside, make_config, prepare_cli, prepare_command
+from tests.conftest import (
+    TEST_SPARK_CONF,
+    cards_beside,
+    make_config,
+    prepare_cli,
+    prepare_command,
+    start_and_wait_for,
+)
 from tests.test_pack_spark import PACKING, sources
 
 MIX = {
@@ -230,15 +236,12 @@ def test_a_killed_run_resumes_to_the_same_output(tmp_path, mixed_corpus, referen
     config = cli_config(mixed_corpus, tmp_path / "out", mds={"shard_size": 16384, "partitions": 1})
     commits = tmp_path / "out/_commits"
     held = tmp_path / "held"  # the first unit committed, its task waits to be killed
-    process = subprocess.Popen(
+    process = start_and_wait_for(
+        held,
         prepare_command({**config, "faults": {"hold_after_commit": str(held)}}, tmp_path, "killed"),
-        start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.time() + 300
-    while not held.exists() and time.time() < deadline:
-        time.sleep(0.02)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     before = {p: p.read_text() for p in commits.rglob("*.json")}
