@@ -4,12 +4,21 @@ checks the data against."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Any
 
 import yaml
 
 from stages.logic.mix import MixTarget, SpecKey
-from stages.logic.storage import StorageOptions, is_s3, join, write_text
+from stages.logic.storage import (
+    StorageOptions,
+    is_s3,
+    join,
+    point_streaming_at,
+    read_text,
+    write_text,
+)
 
 MIX_FILE = "mix.yaml"
 
@@ -60,11 +69,10 @@ def write_mix_file(
     materialized: bool,
     storage: StorageOptions,
 ) -> None:
-    where = "remote" if is_s3(root) else "local"
     document = {
         "dirs": [f"{name}@{numbers['proportion']}" for name, numbers in section.items()],
         "streams": [
-            {where: join(root, name), "proportion": numbers["proportion"]}
+            {"local": name, "proportion": numbers["proportion"]}
             for name, numbers in section.items()
         ],
         "epoch_size": sum(numbers["epoch_samples"] for numbers in section.values()),
@@ -74,9 +82,36 @@ def write_mix_file(
     }
     header = (
         "# Written by longmix. `dirs`: ProLong's trainer (dir@proportion); `streams`:\n"
-        "# streaming.Stream(**s), with StreamingDataset(epoch_size=epoch_size). Proportions\n"
+        "# streaming.Stream(**s) with paths relative to this file's folder (nothing here names\n"
+        "# where the output was written, so it can be moved), with\n"
+        "# StreamingDataset(epoch_size=epoch_size); pipeline.mixfile.streaming_args(OUTPUT)\n"
+        "# gives them resolved from wherever the output is now. Proportions\n"
         "# are shares of samples: an epoch of `epoch_size` samples gives each directory its\n"
         "# `epoch_samples` (its `repeat` times what it stores, unless `materialized`, where\n"
         "# every stored sample is read once). Token fractions are under `domains`.\n"
     )
     write_text(join(root, MIX_FILE), header + yaml.safe_dump(document, sort_keys=False), storage)
+
+
+def streaming_args(output: str, storage: StorageOptions | None = None, cache: str | None = None):
+    """`{"streams": [Stream, ...], "epoch_size": N}` for `StreamingDataset(**args,
+    batch_size=...)`, resolved from wherever the output is now: a local output's directories
+    as `local`; an S3 output's as `remote`, each with a `local` cache folder of its own under
+    `cache` (default: a new temporary folder), so that readers in several processes never
+    share one. Imports mosaicml-streaming (the `train` extra)."""
+    from streaming import Stream
+
+    storage = storage or StorageOptions()
+    mix = yaml.safe_load(read_text(join(output, MIX_FILE), storage))
+    if is_s3(output):
+        point_streaming_at(storage)
+        cache = cache or tempfile.mkdtemp(prefix="longmix-streams-")
+    streams = []
+    for stream in mix["streams"]:
+        name = stream["local"]
+        if is_s3(output):
+            place = {"remote": join(output, name), "local": os.path.join(cache, name)}
+        else:
+            place = {"local": os.path.join(os.path.abspath(output), name)}
+        streams.append(Stream(**place, proportion=stream["proportion"]))
+    return {"streams": streams, "epoch_size": mix["epoch_size"]}

@@ -5,6 +5,8 @@ import hashlib
 import json
 import math
 import os
+import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -16,6 +18,7 @@ import pytest
 import yaml
 
 from pipeline.driver import prepare
+from pipeline.mixfile import streaming_args
 from pipeline.validate import validate
 from stages.logic.errors import LongmixError
 from stages.logic.storage import StorageOptions
@@ -42,28 +45,22 @@ MIX = {
 
 def read_mix(output: Path) -> dict[str, list[dict]]:
     """Every sample of every directory, through streaming.StreamingDataset over mix.yaml."""
-    from streaming import Stream, StreamingDataset
+    from streaming import StreamingDataset
 
-    mix = yaml.safe_load((output / "mix.yaml").read_text())
     out = {}
-    for stream in mix["streams"]:
-        data = StreamingDataset(streams=[Stream(**stream)], shuffle=False, batch_size=1)
-        out[Path(stream["local"]).name] = [data[i] for i in range(len(data))]
+    for stream in streaming_args(str(output))["streams"]:
+        data = StreamingDataset(streams=[stream], shuffle=False, batch_size=1)
+        out[Path(stream.local).name] = [data[i] for i in range(len(data))]
     return out
 
 
 def epoch_counts(output: Path, mix: dict) -> dict[str, int]:
     """Samples per directory in one epoch of StreamingDataset over mix.yaml's streams and
     epoch_size, as ProLong's trainer builds it."""
-    from streaming import Stream, StreamingDataset
+    from streaming import StreamingDataset
 
     directory = {(n["domain"], n["length"]): name for name, n in mix["domains"].items()}
-    data = StreamingDataset(
-        streams=[Stream(**stream) for stream in mix["streams"]],
-        epoch_size=mix["epoch_size"],
-        shuffle=False,
-        batch_size=1,
-    )
+    data = StreamingDataset(**streaming_args(str(output)), shuffle=False, batch_size=1)
     counts = dict.fromkeys(mix["domains"], 0)
     for sample in data:
         counts[directory[(sample["domain"], int(sample["length"]))]] += 1
@@ -172,6 +169,18 @@ def test_streaming_reads_every_sample_of_the_mix(reference):
     assert validate(str(reference), StorageOptions()).ok
 
 
+def test_a_moved_output_reads_from_where_it_is(reference, tmp_path):
+    moved = tmp_path / "elsewhere/output"
+    shutil.copytree(reference, moved, ignore=shutil.ignore_patterns("_work"))
+    text = (moved / "mix.yaml").read_text()
+    assert str(reference) not in text  # nothing names where it was written
+    mix = yaml.safe_load(text)
+    drawn = epoch_counts(moved, mix)
+    for name, numbers in mix["domains"].items():
+        assert abs(drawn[name] - numbers["epoch_samples"]) <= 1, (name, drawn)
+    assert validate(str(moved), StorageOptions()).ok
+
+
 def test_prolong_collator_reading_of_indices(reference):
     """ProLong's collator: one sequence per [start, end), label -100 on each document's first
     token, so no token is predicted across a document boundary."""
@@ -248,7 +257,8 @@ def test_a_killed_run_resumes_to_the_same_output(tmp_path, mixed_corpus, referen
     assert len(before) > 0
     result = prepare_cli(config, tmp_path, "resumed")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"longmix: resuming: {len(before)} of at most " in result.stderr
+    resumed = re.search(r"longmix: resuming: (\d+) of at most \d+ units", result.stderr)
+    assert resumed and int(resumed.group(1)) >= len(before), result.stderr[-2000:]
     after = {p: p.read_text() for p in commits.rglob("*.json")}
     assert len(after) > len(before)  # it was killed half-way
     assert all(after[p] == text for p, text in before.items())  # committed work kept

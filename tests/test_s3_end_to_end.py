@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from pipeline.mixfile import streaming_args
+from stages.logic.storage import StorageOptions
 from tests.conftest import download_tree, prepare_cli
 from tests.test_mds import cli_config, fingerprint
 
@@ -53,6 +55,12 @@ def test_s3_in_s3_out_matches_local(tmp_path, mixed_corpus, s3_client, s3_endpoi
     uri = "s3://out/run"
     validated = longmix("validate", uri, "--json", env=env)
     assert validated.returncode == 0, validated.stdout[-2000:] + validated.stderr[-2000:]
+    from streaming import StreamingDataset
+
+    args = streaming_args(uri, StorageOptions(s3_endpoint))
+    assert all(s.remote.startswith(f"{uri}/") and s.local for s in args["streams"])
+    data = StreamingDataset(**args, shuffle=False, batch_size=1)
+    assert sum(1 for _ in data) == args["epoch_size"]
     stats = longmix("stats", uri, "--json", env=env)
     assert stats.returncode == 0, stats.stderr[-2000:]
     local_stats = longmix("stats", str(tmp_path / "local"), "--json", env={})
