@@ -206,12 +206,18 @@ def say_what_came_out(config: Config, sections: dict[str, Any]) -> None:
         )
 
 
+REMOVED_ON_PURPOSE = {"duplicate", "contaminated"}
+
+
 def refuse_lost_sources(config: Config, sources: dict[str, Any]) -> None:
     """A source that yielded no document at all ends the run with one line naming it and
-    the first reason its records were skipped."""
+    the first reason its records were skipped; not one whose documents were all removed on
+    purpose (`dedup: exact`, `decontaminate.remove`)."""
     for name in config.sources:
         found = sources.get(name, {})
         if sum(n["documents"] for n in found.get("domains", {}).values()):
+            continue
+        if set(found.get("skipped", {})) & REMOVED_ON_PURPOSE:
             continue
         reasons = sorted(found.get("skipped", {}).items(), key=lambda kv: -kv[1]["count"])
         if not reasons:

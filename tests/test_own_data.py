@@ -14,7 +14,7 @@ import yaml
 
 from pipeline import corpus
 from pipeline.config import load_config
-from pipeline.driver import prepare
+from pipeline.driver import prepare, refuse_lost_sources
 from pipeline.inputs import discover
 from pipeline.validate import validate
 from stages.logic.errors import LongmixError
@@ -242,3 +242,22 @@ def test_a_domain_without_sequences_and_a_changed_config_are_said(tmp_path, spar
     with caplog.at_level(logging.WARNING, logger="longmix"):
         prepare(changed)
     assert "config changed since this output was written: writing it again" in caplog.messages
+
+
+def test_a_source_left_without_documents_ends_the_run_unless_removed_on_purpose(tmp_path):
+    config = make_config(
+        {"a": {"path": "x", "format": "jsonl"}, "b": {"path": "y", "format": "jsonl"}},
+        tmp_path / "out",
+    )
+    found = {"count": 4, "files": {"/d/y.jsonl": {"count": 4, "example": "Expecting value"}}}
+    sources = {
+        "a": {"domains": {"a": {"documents": 3}}, "skipped": {}},
+        "b": {"domains": {}, "skipped": {"invalid_json": found}},
+    }
+    with pytest.raises(LongmixError) as err:
+        refuse_lost_sources(config, sources)
+    assert str(err.value) == (
+        "source 'b' yielded no document: 4 records skipped as invalid_json, the first in "
+        "/d/y.jsonl: Expecting value"
+    )
+    refuse_lost_sources(config, {**sources, "b": {"domains": {}, "skipped": {"duplicate": found}}})
