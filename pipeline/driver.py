@@ -145,16 +145,16 @@ def prepare(config: Config, master: str | None = None) -> RunReport:
         tasks = discover(config)
         versions = current_versions(config, tasks)
     digest = versions_digest(versions)
-    finished = finished_report(config, digest, storage)
-    if finished is not None:
-        return finished
+    saved = saved_report(config, storage)
+    if finished(saved, config, digest):
+        return RunReport.restored(saved)
     if config.run.until != "documents":
         preflight_tokenizer(config)
     check_first_files(config, tasks)
     inputs = Inputs(read_tasks_checked(tasks, config), fingerprints(config), digest)
     claim_outputs(config, storage)
     with run_lock(config.output, storage):
-        say_what_changed(config, versions, storage)
+        say_what_changed(config, saved, versions, storage)
         write_versions(config.output, versions, storage)
         report.add(
             input={"files": len(tasks), "bytes": sum(t.size for t in tasks)},
@@ -168,14 +168,16 @@ def prepare(config: Config, master: str | None = None) -> RunReport:
     return report
 
 
-def say_what_changed(config: Config, versions: list[InputVersion], storage: StorageOptions) -> None:
+def say_what_changed(
+    config: Config,
+    saved: dict[str, Any] | None,
+    versions: list[InputVersion],
+    storage: StorageOptions,
+) -> None:
     """One line each when the output was written with another config, or from other versions
     of its inputs (what the earlier run committed is then cleared)."""
-    uri = join(config.output, REPORT_FILE)
-    if exists(uri, storage):
-        saved = json.loads(read_text(uri, storage))
-        if saved.get("config_sha256") != config.digest():
-            log.warning("config changed since this output was written: writing it again")
+    if saved is not None and saved.get("config_sha256") != config.digest():
+        log.warning("config changed since this output was written: writing it again")
     recorded = recorded_versions(config.output, storage)
     change = None if recorded is None else first_change(recorded, versions)
     if change:
@@ -337,19 +339,21 @@ def card_paths(config: Config) -> list[Path]:
     ]
 
 
-def finished_report(
-    config: Config, inputs_digest: str, storage: StorageOptions
-) -> RunReport | None:
-    """The saved report of a finished run with this very config and these very inputs."""
+def saved_report(config: Config, storage: StorageOptions) -> dict[str, Any] | None:
+    """The report an earlier run left beside the output, if any."""
     uri = join(config.output, REPORT_FILE)
-    if not exists(uri, storage):
-        return None
-    saved = json.loads(read_text(uri, storage))
-    if saved.get("config_sha256") != config.digest() or "outputs" not in saved:
-        return None
-    if saved.get("inputs_sha256") != inputs_digest:
-        return None
-    return RunReport.restored(saved)
+    return json.loads(read_text(uri, storage)) if exists(uri, storage) else None
+
+
+def finished(saved: dict[str, Any] | None, config: Config, inputs_digest: str) -> bool:
+    """Whether `saved` is the report of a finished run with this very config and these very
+    inputs."""
+    return (
+        saved is not None
+        and "outputs" in saved
+        and saved.get("config_sha256") == config.digest()
+        and saved.get("inputs_sha256") == inputs_digest
+    )
 
 
 def read(spark, config: Config, inputs: Inputs):
@@ -544,10 +548,11 @@ def write_sequences(
             hashes = spark.read.parquet(uri).where(F.col("row_type") == "hash")
             kept = sum(n["documents"] for n in tally.where("read").values())
             found = duplicates(spark, hashes.select(*HASH_COLUMNS), config, False, kept)
-    refuse_lost_sources(config, sources_section(tally))
+    sources = sources_section(tally)
+    refuse_lost_sources(config, sources)
     sections = {
         "tokenizer": tokenizer.identity(),
-        "sources": sources_section(tally),
+        "sources": sources,
         "documents": documents_section(tally),
         "packing": packing_section(tally),
         "duplicates": found,

@@ -190,4 +190,4 @@ def head_format(uri: str, storage: StorageOptions) -> str | None:
             head = next(chunks_for(uri, raw), b"")
     except Exception:  # a hint only: no hint when the file cannot be opened here
         return None
-    return guess_format(uri, head[:64])
+    return guess_format(head[:64])

@@ -87,10 +87,10 @@ def test_text_and_arrow_files_are_read_as_documents(tmp_path):
     config = make_config(sources, tmp_path / "out")
     listed = {t.uri.rsplit("/", 1)[-1] for t in discover(config) if t.source == "saved"}
     assert listed == {"data-00000-of-00001.arrow"}  # not its dataset_info.json
-    assert guess_format("x", b"PAR1....") == "parquet"
-    assert guess_format("x", b'{"text": 1}') == "jsonl"
-    assert guess_format("x", b"\xff\xff\xff\xff\x10") == "arrow"
-    assert guess_format("x", b"plain words") == "text"
+    assert guess_format(b"PAR1....") == "parquet"
+    assert guess_format(b'{"text": 1}') == "jsonl"
+    assert guess_format(b"\xff\xff\xff\xff\x10") == "arrow"
+    assert guess_format(b"plain words") == "text"
     bad = list(
         read_file(SourceSpec.generic("p", "parquet"), str(tmp_path / "docs/a.jsonl"), "a", opener)
     )

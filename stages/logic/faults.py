@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from dataclasses import dataclass
+
+from stages.logic.storage import StorageOptions, claim
 
 HOLD_SECONDS = 600.0
 
@@ -50,13 +51,4 @@ def hold_before_read(faults: Faults, uri: str) -> None:
 
 def first_time(marker: str, text: str = "") -> bool:
     """Creates `marker` holding `text`, whole when it appears; False if it existed."""
-    staged = f"{marker}.{uuid.uuid4().hex}.tmp"
-    with open(staged, "w") as out:
-        out.write(text)
-    try:
-        os.link(staged, marker)
-    except FileExistsError:
-        return False
-    finally:
-        os.unlink(staged)
-    return True
+    return claim(marker, text, StorageOptions())

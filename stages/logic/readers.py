@@ -351,7 +351,7 @@ DATA_SUFFIXES = {"arrow": (".arrow",)}
 MAGIC = [(b"PAR1", "parquet"), (b"ARROW1", "arrow"), (b"\xff\xff\xff\xff", "arrow")]
 
 
-def guess_format(uri: str, head: bytes) -> str:
+def guess_format(head: bytes) -> str:
     """The format a file's first bytes (decompressed) suggest."""
     for magic, name in MAGIC:
         if head.startswith(magic):
