@@ -27,7 +27,20 @@ from pipeline.inputs import check_first_files, discover
 from stages.logic.chats import render_chat
 from stages.logic.tokenizers import TokenizerSpec, load_tokenizer
 
-WORDS = "the of a data model long context training token document packing sequence".split()
+WORDS = [
+    "the",
+    "of",
+    "a",
+    "data",
+    "model",
+    "long",
+    "context",
+    "training",
+    "token",
+    "document",
+    "packing",
+    "sequence",
+]
 
 
 def write_corpus(folder: Path, megabytes: int, files: int) -> None:
