@@ -58,7 +58,7 @@ def main() -> int:
     )
     start = time.perf_counter()
     run = run_measured(
-        [sys.executable, "-m", "pipeline.cli", "prepare", str(config)],
+        [sys.executable, "-m", "longmix", "prepare", str(config)],
         stdout=sys.stderr,
     )
     seconds = time.perf_counter() - start

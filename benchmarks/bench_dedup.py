@@ -88,7 +88,7 @@ def run(folder: Path, variant: str, evaluation: Path, base: Path) -> tuple[float
     spec.write_text(json.dumps(variant_config(folder, variant, output, evaluation)))
     code = base if variant == "before" else ROOT
     env = {**os.environ, "PYTHONPATH": str(code)}
-    command = [sys.executable, "-m", "pipeline.cli", "prepare", str(spec)]
+    command = [sys.executable, "-m", "longmix", "prepare", str(spec)]
     start = time.perf_counter()
     done = subprocess.run(command, cwd=code, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start

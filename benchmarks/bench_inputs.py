@@ -21,11 +21,11 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.config import load_config
-from pipeline.input_versions import current_versions
-from pipeline.inputs import check_first_files, discover
-from stages.logic.chats import render_chat
-from stages.logic.tokenizers import TokenizerSpec, load_tokenizer
+from longmix.pipeline.config import load_config
+from longmix.pipeline.input_versions import current_versions
+from longmix.pipeline.inputs import check_first_files, discover
+from longmix.stages.logic.chats import render_chat
+from longmix.stages.logic.tokenizers import TokenizerSpec, load_tokenizer
 
 WORDS = [
     "the",
@@ -92,7 +92,7 @@ def main() -> None:
         listing = best_of(5, before_work)
         hashing = best_of(3, lambda: before_work(content))
         start = time.perf_counter()
-        command = [sys.executable, "-m", "pipeline.cli", "prepare", str(root / "run.yaml")]
+        command = [sys.executable, "-m", "longmix", "prepare", str(root / "run.yaml")]
         subprocess.run(command, check=True, capture_output=True)
         run = time.perf_counter() - start
     print(f"inputs={args.files} files, {args.mb} MB: prepare (new process)={run:.2f} s")

@@ -28,8 +28,8 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sources import write_stack_corpus
 
-from stages.logic.pack import GroupPacker, PackSpec
-from stages.logic.tokenizers import TokenizerSpec, load_tokenizer
+from longmix.stages.logic.pack import GroupPacker, PackSpec
+from longmix.stages.logic.tokenizers import TokenizerSpec, load_tokenizer
 
 PEERS = Path(__file__).resolve().parent / ".peers"
 BOS, EOS = 100257, 100257  # cl100k has one special for both; the choice does not change speed
@@ -55,7 +55,7 @@ def tokenized_input(workdir: Path, mb: int) -> tuple[Path, int]:
         "sources": {"stack": {"preset": "stack", "path": str(workdir / "stack/data/*/*.parquet")}},
     }
     (workdir / "documents.yaml").write_text(json.dumps(config))
-    command = [sys.executable, "-m", "pipeline.cli", "prepare", str(workdir / "documents.yaml")]
+    command = [sys.executable, "-m", "longmix", "prepare", str(workdir / "documents.yaml")]
     subprocess.run(command, check=True, stdout=sys.stderr)
     tokenizer = load_tokenizer(TokenizerSpec("tiktoken", "cl100k_base"))
     texts = pq.read_table(workdir / "output/documents", columns=["text"]).column("text")

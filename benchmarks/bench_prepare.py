@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from memory import run_measured
 from sources import write_stack_corpus
 
-from stages.logic.tokenizers import tiktoken_encoding
+from longmix.stages.logic.tokenizers import tiktoken_encoding
 
 
 def bare_tokens_per_second(documents: list[str], backend: str, name: str) -> tuple[int, float]:
@@ -50,7 +50,7 @@ def bare_tokens_per_second(documents: list[str], backend: str, name: str) -> tup
 
 def prepare_command(config: dict, path: Path) -> list[str]:
     path.write_text(json.dumps(config))
-    return [sys.executable, "-m", "pipeline.cli", "prepare", str(path)]
+    return [sys.executable, "-m", "longmix", "prepare", str(path)]
 
 
 def main() -> int:

@@ -124,7 +124,7 @@ def run_longmix(folder: Path, backend: str, runs: Runs, attempt: int) -> None:
 def datatools_model() -> None:
     """datatools' Llama-3 tokenizer reads a tiktoken BPE file it does not ship: written from
     the same offline vocabulary longmix's tiktoken backend uses."""
-    from stages.logic.tokenizers import llama3_encoding
+    from longmix.stages.logic.tokenizers import llama3_encoding
 
     path = PEERS / "datatools/scripts/tokenizers/llama3_tokenizer.model"
     if path.exists():

@@ -15,8 +15,8 @@ import time
 import numpy as np
 import torch
 
-from pipeline.trainer.extension import SELF_EXTEND_ATTENTION, SelfExtend
-from pipeline.trainer.model import ModelShape, attention_inputs, build_model
+from longmix.pipeline.trainer.extension import SELF_EXTEND_ATTENTION, SelfExtend
+from longmix.pipeline.trainer.model import ModelShape, attention_inputs, build_model
 
 
 def forward_seconds(model, ids: torch.Tensor, extend: SelfExtend | None) -> float:

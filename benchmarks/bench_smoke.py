@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.config import smoke_config
-from pipeline.trainer.train import smoke
-from stages.logic.storage import StorageOptions
+from longmix.pipeline.config import smoke_config
+from longmix.pipeline.trainer.train import smoke
+from longmix.stages.logic.storage import StorageOptions
 
 
 def main() -> None:

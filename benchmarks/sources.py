@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import corpus
+from longmix.pipeline import corpus
 
 
 def package_sources(total_bytes: int) -> Iterator[tuple[str, str]]:

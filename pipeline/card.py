@@ -12,15 +12,15 @@ from typing import Any
 
 import yaml
 
-from pipeline import __version__
-from pipeline.config import parse_config
-from pipeline.input_versions import InputVersion, recorded_versions
-from pipeline.mixfile import MIX_FILE
-from pipeline.ownership import CARD_MARK, write_owned_text
-from pipeline.plots import evaluation_png, histogram_png, loss_png
-from pipeline.report import REPORT_FILE
-from pipeline.stats import STATS_FILE, paper_tables
-from pipeline.tables import (
+from longmix.pipeline import __version__
+from longmix.pipeline.config import parse_config
+from longmix.pipeline.input_versions import InputVersion, recorded_versions
+from longmix.pipeline.mixfile import MIX_FILE
+from longmix.pipeline.ownership import CARD_MARK, write_owned_text
+from longmix.pipeline.plots import evaluation_png, histogram_png, loss_png
+from longmix.pipeline.report import REPORT_FILE
+from longmix.pipeline.stats import STATS_FILE, paper_tables
+from longmix.pipeline.tables import (
     Table,
     contamination_table,
     duplicates_table,
@@ -30,9 +30,9 @@ from pipeline.tables import (
     share_over_table,
     skipped_table,
 )
-from pipeline.trainer.report import SMOKE_FILE, card_lines
-from stages.logic.stats import STAGES
-from stages.logic.storage import StorageOptions
+from longmix.pipeline.trainer.report import SMOKE_FILE, card_lines
+from longmix.stages.logic.stats import STAGES
+from longmix.stages.logic.storage import StorageOptions
 
 VALIDATION_FILE = "_validation.json"
 SMOKE_IMAGE = "smoke_loss.png"

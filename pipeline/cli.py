@@ -15,11 +15,11 @@ import time
 import traceback
 from pathlib import Path
 
-from pipeline.commands import COMMANDS, console
-from pipeline.spark import silence_spark, spark_started
-from stages.logic.errors import LongmixError
-from stages.logic.redaction import scrub
-from stages.logic.sources import PRESETS
+from longmix.pipeline.commands import COMMANDS, console
+from longmix.pipeline.spark import silence_spark, spark_started
+from longmix.stages.logic.errors import LongmixError
+from longmix.stages.logic.redaction import scrub
+from longmix.stages.logic.sources import PRESETS
 
 DESCRIPTION = "Long-context training data (the ProLong recipe) prepared with Spark, as MDS shards."
 

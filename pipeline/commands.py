@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from rich.console import Console
 
-from pipeline.tables import (
+from longmix.pipeline.tables import (
     contamination_table,
     documents_table,
     duplicates_table,
@@ -26,11 +26,11 @@ from pipeline.tables import (
     skipped_table,
     validation_table,
 )
-from stages.logic.errors import LongmixError
-from stages.logic.storage import StorageOptions, exists, is_s3, join, read_text, write_text
+from longmix.stages.logic.errors import LongmixError
+from longmix.stages.logic.storage import StorageOptions, exists, is_s3, join, read_text, write_text
 
 if TYPE_CHECKING:
-    from pipeline.config import SmokeConfig
+    from longmix.pipeline.config import SmokeConfig
 
 console = Console(stderr=True)  # logs, progress and notices
 # Results (tables) on stdout; as wide as they need when written to a file or a pipe, where
@@ -39,8 +39,8 @@ results = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from pipeline.config import load_config
-    from pipeline.driver import prepare
+    from longmix.pipeline.config import load_config
+    from longmix.pipeline.driver import prepare
 
     config = load_config(args.config, args.overrides)
     report = prepare(config, args.master)
@@ -55,10 +55,10 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from pipeline.config import load_config
-    from pipeline.demo import build_corpus
-    from pipeline.driver import prepare
-    from pipeline.presets import config_path
+    from longmix.pipeline.config import load_config
+    from longmix.pipeline.demo import build_corpus
+    from longmix.pipeline.driver import prepare
+    from longmix.pipeline.presets import config_path
 
     workdir = Path(args.workdir).resolve()
     with console.status(f"building the demo corpus in {workdir / 'corpus'}"):
@@ -89,7 +89,7 @@ def print_summary(report: dict[str, Any]) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from pipeline.validate import validate
+    from longmix.pipeline.validate import validate
 
     require_train_extra("validate")
     with console.status(f"validating {args.path}"):
@@ -116,7 +116,7 @@ def run_validate(args: argparse.Namespace) -> int:
 
 def run_peek(args: argparse.Namespace) -> int:
     """One sample decoded: documents apart, trained text marked (coloured on a terminal)."""
-    from pipeline.peek import peek, plain_lines
+    from longmix.pipeline.peek import peek, plain_lines
 
     require_train_extra("peek")
     peeked = peek(Path(args.path), args.sample)
@@ -139,8 +139,8 @@ def run_peek(args: argparse.Namespace) -> int:
 def run_stats(args: argparse.Namespace) -> int:
     """The paper's length tables of an output, a dataset or raw sources; side by side with
     `--compare`; histograms with `--plots`."""
-    from pipeline.plots import histogram_png
-    from pipeline.stats import load_stats, paper_tables
+    from longmix.pipeline.plots import histogram_png
+    from longmix.pipeline.stats import load_stats, paper_tables
 
     out = results
     if (args.path is None) == (args.config is None):
@@ -178,9 +178,9 @@ def run_stats(args: argparse.Namespace) -> int:
 def source_stats(config_path: str, overrides: list[str], master: str | None) -> dict[str, Any]:
     """Statistics of raw sources: the config's read, concatenation, tokenization and packing
     run through Spark into a temporary folder, nothing else written."""
-    from pipeline.config import load_config
-    from pipeline.driver import prepare
-    from pipeline.stats import STATS_FILE
+    from longmix.pipeline.config import load_config
+    from longmix.pipeline.driver import prepare
+    from longmix.pipeline.stats import STATS_FILE
 
     with tempfile.TemporaryDirectory(prefix="longmix-stats-") as scratch:
         settings = [*overrides, f"run.output={scratch}", "run.until=sequences"]
@@ -193,9 +193,9 @@ def name_of(path: str) -> str:
 
 
 def run_smoke(args: argparse.Namespace) -> int:
-    from pipeline.card import refresh_card
-    from pipeline.trainer.report import SMOKE_FILE, print_report
-    from pipeline.trainer.train import smoke
+    from longmix.pipeline.card import refresh_card
+    from longmix.pipeline.trainer.report import SMOKE_FILE, print_report
+    from longmix.pipeline.trainer.train import smoke
 
     require_train_extra("smoke")
     storage = StorageOptions(args.s3_endpoint_url)
@@ -215,7 +215,7 @@ def run_smoke(args: argparse.Namespace) -> int:
 
 def refuse_invalid(path: str, storage: StorageOptions) -> None:
     """Training on an output that breaks the contract would test the wrong thing."""
-    from pipeline.validate import validate
+    from longmix.pipeline.validate import validate
 
     with console.status(f"validating {path}"):
         result = validate(path, storage)
@@ -230,7 +230,7 @@ def refuse_invalid(path: str, storage: StorageOptions) -> None:
 
 def smoke_settings(args: argparse.Namespace, storage: StorageOptions) -> SmokeConfig:
     """The smoke section of `--config`, else of the config the run saved beside its output."""
-    from pipeline.config import load_config, smoke_config
+    from longmix.pipeline.config import load_config, smoke_config
 
     origin = args.config or join(args.path, "config.resolved.yaml")
     if args.config:
@@ -248,8 +248,8 @@ def smoke_settings(args: argparse.Namespace, storage: StorageOptions) -> SmokeCo
 
 
 def run_card(args: argparse.Namespace) -> int:
-    from pipeline.card import VALIDATION_FILE, write_card
-    from pipeline.validate import require_output, validate
+    from longmix.pipeline.card import VALIDATION_FILE, write_card
+    from longmix.pipeline.validate import require_output, validate
 
     require_output(args.path, StorageOptions())
     validation = None

@@ -5,6 +5,7 @@ Errors name the file and the dotted key, so a typo in a 200-line config is found
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -23,11 +24,11 @@ from pydantic import (
     model_validator,
 )
 
-from stages.logic.errors import LongmixError
-from stages.logic.pack import DEFAULT_WINDOW_TOKENS
-from stages.logic.redaction import redact, remember, secrets_in
-from stages.logic.sources import FORMATS, PRESETS, SourceSpec
-from stages.logic.stats import LONG_DOCUMENT_TOKENS, TABLE14_THRESHOLDS
+from longmix.stages.logic.errors import LongmixError
+from longmix.stages.logic.pack import DEFAULT_WINDOW_TOKENS
+from longmix.stages.logic.redaction import redact, remember, secrets_in
+from longmix.stages.logic.sources import FORMATS, PRESETS, SourceSpec
+from longmix.stages.logic.stats import LONG_DOCUMENT_TOKENS, TABLE14_THRESHOLDS
 
 # Mappings whose own keys contain dots (Spark settings): `--set spark.conf.spark.x.y=1`.
 FREE_FORM = [("spark", "conf")]
@@ -468,14 +469,23 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise LongmixError(f"cannot read config {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise LongmixError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    return config_from_data(data, overrides, path.resolve().parent, origin=str(path))
+
+
+def config_from_data(
+    data: Any, overrides: list[str] | None, folder: Path, origin: str = "<config>"
+) -> Config:
+    """A config from its parsed YAML: relative paths in it resolve against `folder` (the
+    config file's), those given in `overrides` against the current folder."""
     if not isinstance(data, dict):
-        raise LongmixError(f"{path}: the top level must be a mapping")
+        raise LongmixError(f"{origin}: the top level must be a mapping")
+    data = copy.deepcopy(data)
     run = data.setdefault("run", {})
-    if isinstance(run, dict):  # relative paths in the file: against the file's folder
-        run["workdir"] = absolute(run.get("workdir", "."), path.resolve().parent)
+    if isinstance(run, dict):
+        run["workdir"] = absolute(run.get("workdir", "."), folder)
     for assignment in overrides or []:
         apply_override(data, assignment, relative_to=Path.cwd())
-    return parse_config(data, origin=str(path))
+    return parse_config(data, origin=origin)
 
 
 # Keys whose values are paths: given with --set, relative ones resolve against the current

@@ -10,7 +10,7 @@ import importlib.util
 import sysconfig
 from pathlib import Path
 
-from pipeline import corpus
+from longmix.pipeline import corpus
 
 STACK_PACKAGES = ["yaml", "rich", "datatrove", "streaming", "zstandard", "pydantic", "tqdm"]
 STDLIB_BOOKS = ["json", "email", "asyncio", "concurrent", "importlib", "xml", "http", "logging"]

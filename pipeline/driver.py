@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from pipeline.card import VALIDATION_FILE, write_card
-from pipeline.config import Config
-from pipeline.input_versions import (
+from longmix.pipeline.card import VALIDATION_FILE, write_card
+from longmix.pipeline.config import Config
+from longmix.pipeline.input_versions import (
     InputVersion,
     current_versions,
     first_change,
@@ -27,10 +27,10 @@ from pipeline.input_versions import (
     with_inputs,
     write_versions,
 )
-from pipeline.inputs import check_first_files, discover, evaluation_index
-from pipeline.lock import run_lock
-from pipeline.mixfile import MIX_FILE, mix_section, write_mix_file
-from pipeline.ownership import (
+from longmix.pipeline.inputs import check_first_files, discover, evaluation_index
+from longmix.pipeline.lock import run_lock
+from longmix.pipeline.mixfile import MIX_FILE, mix_section, write_mix_file
+from longmix.pipeline.ownership import (
     claim_folder,
     inside,
     normalized,
@@ -38,9 +38,14 @@ from pipeline.ownership import (
     refuse_foreign_folder,
     refuse_overlap,
 )
-from pipeline.report import REPORT_FILE, RunReport
-from pipeline.spark import build_session, task_failures_as_errors
-from pipeline.specs import (
+from longmix.pipeline.report import REPORT_FILE, RunReport
+from longmix.pipeline.spark import (
+    build_session,
+    caller_session_settings,
+    refuse_workers_without_longmix,
+    task_failures_as_errors,
+)
+from longmix.pipeline.specs import (
     directories,
     directory_for,
     faults,
@@ -51,30 +56,30 @@ from pipeline.specs import (
     storage_options,
     tokenizer_spec,
 )
-from pipeline.stats import STATS_FILE, stats_section
-from pipeline.summary import (
+from longmix.pipeline.stats import STATS_FILE, stats_section
+from longmix.pipeline.summary import (
     contamination_section,
     documents_section,
     duplicates_section,
     packing_section,
     sources_section,
 )
-from pipeline.trainer.report import SMOKE_FILE
-from stages.logic import duplicates as duplicates_in_memory
-from stages.logic.chats import chat_problem
-from stages.logic.counts import (
+from longmix.pipeline.trainer.report import SMOKE_FILE
+from longmix.stages.logic import duplicates as duplicates_in_memory
+from longmix.stages.logic.chats import chat_problem
+from longmix.stages.logic.counts import (
     DOCUMENT_TALLY_COLUMNS,
     READ_TALLY_COLUMNS,
     count_document,
     count_record,
 )
-from stages.logic.errors import LongmixError
-from stages.logic.fingerprints import Fingerprints
-from stages.logic.mds import PASS_MARKER, MdsSpec, clear_stale, committed, publish
-from stages.logic.mix import MixTarget, plan_mix
-from stages.logic.read import ReadTask
-from stages.logic.schemas import SpecKey
-from stages.logic.storage import (
+from longmix.stages.logic.errors import LongmixError
+from longmix.stages.logic.fingerprints import Fingerprints
+from longmix.stages.logic.mds import PASS_MARKER, MdsSpec, clear_stale, committed, publish
+from longmix.stages.logic.mix import MixTarget, plan_mix
+from longmix.stages.logic.read import ReadTask
+from longmix.stages.logic.schemas import SpecKey
+from longmix.stages.logic.storage import (
     StorageOptions,
     delete_file,
     exists,
@@ -83,8 +88,8 @@ from stages.logic.storage import (
     read_text,
     write_text,
 )
-from stages.logic.tally import Tally
-from stages.logic.tokenizers import load_tokenizer
+from longmix.stages.logic.tally import Tally
+from longmix.stages.logic.tokenizers import load_tokenizer
 
 DOCUMENTS_DIR = "documents"
 # A document can be tens of MB: parquet's min/max statistics and dictionary attempt would
@@ -131,15 +136,18 @@ class Outcome:
     units: Units = field(default_factory=dict)
 
 
-def prepare(config: Config, master: str | None = None) -> RunReport:
+def prepare(config: Config, master: str | None = None, session=None) -> RunReport:
     """Run the pipeline up to `run.until` (documents, packed sequences, or the MDS mix);
     write the report and the resolved config beside the output. A run that finished with the
     same config and inputs is not run again; one that was killed resumes from what it
     committed. Everything the config and a first look at the inputs reveal is checked before
     anything is written (a refused run leaves no output folder), and the output is held by
-    one run at a time."""
+    one run at a time. With `session`, the caller's SparkSession runs the stages (its
+    workers must import longmix) and is left running; else one is built from `spark`."""
     storage = storage_options(config)
     refuse_before_work(config)
+    if session is not None:
+        refuse_workers_without_longmix(session)
     report = RunReport(config.run.name, config.digest())
     with report.stage("discover"):
         tasks = discover(config)
@@ -160,8 +168,8 @@ def prepare(config: Config, master: str | None = None) -> RunReport:
             input={"files": len(tasks), "bytes": sum(t.size for t in tasks)},
             inputs_sha256=digest,
         )
-        spark = build_session(config.spark, master)
-        with task_failures_as_errors():
+        spark = session or build_session(config.spark, master)
+        with task_failures_as_errors(), caller_session_settings(session):
             outcome = run_stages(spark, config, inputs, report)
         report.add(**outcome.sections, outputs=outcome.outputs)
         write_results(config, report, outcome.stats, storage)
@@ -357,7 +365,7 @@ def finished(saved: dict[str, Any] | None, config: Config, inputs_digest: str) -
 
 
 def read(spark, config: Config, inputs: Inputs):
-    from stages.read import read_sources
+    from longmix.stages.read import read_sources
 
     return read_sources(
         spark,
@@ -378,7 +386,7 @@ def dedup_partitions(spark) -> int:
 def duplicates(spark, hashes, config: Config, removed: bool, records: int) -> dict[str, Any]:
     """The report's `duplicates` section from the `records` HASH_COLUMNS rows: counted on the
     driver when they are few (`LOCAL_DEDUP_RECORDS`), else by Spark (only hashes shuffled)."""
-    from stages import dedup
+    from longmix.stages import dedup
 
     def rows(found) -> list[dict[str, Any]]:
         found = [row if isinstance(row, dict) else row.asDict() for row in found]
@@ -401,7 +409,7 @@ def deduplicated(spark, config: Config, inputs: Inputs, report: RunReport):
     a skipped record (`duplicate`), so no copy reaches packing."""
     from pyspark import StorageLevel
 
-    from stages.dedup import copies, record_hashes, without_copies
+    from longmix.stages.dedup import copies, record_hashes, without_copies
 
     records = read(spark, config, inputs)
     if config.dedup.mode != "exact":
@@ -427,9 +435,9 @@ def write_documents(spark, config: Config, inputs: Inputs, report: RunReport) ->
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    from stages.concat import concatenate
-    from stages.dedup import copies, record_hashes, without_copies
-    from stages.tally import collect_tally
+    from longmix.stages.concat import concatenate
+    from longmix.stages.dedup import copies, record_hashes, without_copies
+    from longmix.stages.tally import collect_tally
 
     records = read(spark, config, inputs).persist(StorageLevel.DISK_ONLY)
     with report.stage("read"):
@@ -511,9 +519,9 @@ def write_sequences(
     copy of the corpus is needed to count it."""
     from pyspark.sql import functions as F
 
-    from stages.dedup import HASH_COLUMNS
-    from stages.leftovers import pack_leftovers
-    from stages.sequences import build_sequences
+    from longmix.stages.dedup import HASH_COLUMNS
+    from longmix.stages.leftovers import pack_leftovers
+    from longmix.stages.sequences import build_sequences
 
     spec = tokenizer_spec(config.tokenizer, int(spark.conf.get("spark.task.cpus", "1")))
     tokenizer = load_tokenizer(spec)
@@ -660,8 +668,8 @@ def materialize_mix(
     """The sampled, repeated mix read from the pass's shards and written exactly once."""
     from pyspark.sql import functions as F
 
-    from stages.mds import write_mds
-    from stages.mix import read_units, select_sequences
+    from longmix.stages.mds import write_mds
+    from longmix.stages.mix import read_units, select_sequences
 
     done = committed(mixed)
     selected = select_sequences(read_units(spark, shards, units), targets, config.run.seed)

@@ -19,11 +19,11 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from pipeline.config import Config
-from pipeline.inputs import evaluation_files
-from pipeline.specs import storage_options
-from stages.logic.read import ReadTask
-from stages.logic.storage import (
+from longmix.pipeline.config import Config
+from longmix.pipeline.inputs import evaluation_files
+from longmix.pipeline.specs import storage_options
+from longmix.stages.logic.read import ReadTask
+from longmix.stages.logic.storage import (
     FileEntry,
     StorageOptions,
     exists,

@@ -11,12 +11,12 @@ from typing import IO
 
 import pyarrow.parquet as pq
 
-from pipeline.config import Config
-from pipeline.specs import source_specs, storage_options
-from stages.logic.errors import LongmixError
-from stages.logic.fingerprints import NGramIndex
-from stages.logic.read import ReadTask
-from stages.logic.readers import (
+from longmix.pipeline.config import Config
+from longmix.pipeline.specs import source_specs, storage_options
+from longmix.stages.logic.errors import LongmixError
+from longmix.stages.logic.fingerprints import NGramIndex
+from longmix.stages.logic.read import ReadTask
+from longmix.stages.logic.readers import (
     DATA_SUFFIXES,
     Skip,
     chunks_for,
@@ -25,8 +25,8 @@ from stages.logic.readers import (
     record_unit,
     split_lines,
 )
-from stages.logic.sources import SourceSpec
-from stages.logic.storage import FileEntry, StorageOptions, expand, open_input
+from longmix.stages.logic.sources import SourceSpec
+from longmix.stages.logic.storage import FileEntry, StorageOptions, expand, open_input
 
 
 def discover(config: Config) -> list[ReadTask]:

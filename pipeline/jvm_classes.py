@@ -5,7 +5,7 @@ Starting Spark's driver JVM and its first job spends most of their time loading 
 the same classes on every run: measured on 2 cores, a whole 30 MB `prepare` 43 s -> 34 s
 (session start 12.4 s -> 7.7 s, the first job 5.6 s -> 3.1 s). Writing the archive takes
 about a minute once, so runs never write it: `scripts/install.sh` (so `make demo` and `make test`)
-does, with `python -m pipeline.spark`, into the user's cache folder, keyed by the Java
+does, with `python -m longmix.pipeline.spark`, into the user's cache folder, keyed by the Java
 runtime and the Spark installation. A JVM that cannot use the archive starts as it would
 without one. Not used under spark-submit, which starts the JVM itself.
 """
@@ -17,7 +17,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from pipeline.java import java_executable
+from longmix.pipeline.java import java_executable
 
 CACHE_VARIABLE = "LONGMIX_CACHE"
 # The JVM's unified logging would print a line per class it cannot archive (signed jars).

@@ -21,8 +21,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from stages.logic.errors import LongmixError
-from stages.logic.storage import StorageOptions, bucket_and_key, claim, is_s3, join, s3_client
+from longmix.stages.logic.errors import LongmixError
+from longmix.stages.logic.storage import (
+    StorageOptions,
+    bucket_and_key,
+    claim,
+    is_s3,
+    join,
+    s3_client,
+)
 
 LOCK = "_longmix.lock"
 HEARTBEAT_SECONDS = 10.0

@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from stages.logic.mix import MixTarget, SpecKey
-from stages.logic.storage import (
+from longmix.stages.logic.mix import MixTarget, SpecKey
+from longmix.stages.logic.storage import (
     StorageOptions,
     is_s3,
     join,
@@ -84,7 +84,7 @@ def write_mix_file(
         "# Written by longmix. `dirs`: ProLong's trainer (dir@proportion); `streams`:\n"
         "# streaming.Stream(**s) with paths relative to this file's folder (nothing here names\n"
         "# where the output was written, so it can be moved), with\n"
-        "# StreamingDataset(epoch_size=epoch_size); pipeline.mixfile.streaming_args(OUTPUT)\n"
+        "# StreamingDataset(epoch_size=epoch_size); longmix.streaming_args(OUTPUT)\n"
         "# gives them resolved from wherever the output is now. Proportions\n"
         "# are shares of samples: an epoch of `epoch_size` samples gives each directory its\n"
         "# `epoch_samples` (its `repeat` times what it stores, unless `materialized`, where\n"

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from pipeline import __version__
-from stages.logic.errors import LongmixError
-from stages.logic.storage import (
+from longmix.pipeline import __version__
+from longmix.stages.logic.errors import LongmixError
+from longmix.stages.logic.storage import (
     StorageOptions,
     exists,
     glob_regex,

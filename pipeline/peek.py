@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from pipeline.mixfile import MIX_FILE
-from pipeline.report import REPORT_FILE
-from pipeline.shards import shard_reader
-from stages.logic.errors import LongmixError
-from stages.logic.tokenizers import Tokenizer, TokenizerSpec, load_tokenizer
+from longmix.pipeline.mixfile import MIX_FILE
+from longmix.pipeline.report import output_tokenizer
+from longmix.pipeline.shards import shard_reader
+from longmix.stages.logic.errors import LongmixError
+from longmix.stages.logic.tokenizers import Tokenizer
 
 # Around trained text where colours cannot show it (a file, a pipe).
 TRAINED_MARKS = ("«", "»")
@@ -65,12 +65,6 @@ def find_output(path: Path) -> tuple[Path, str | None]:
     raise LongmixError(f"{path} is neither a longmix output (no {MIX_FILE}) nor a directory of one")
 
 
-def output_tokenizer(output: Path) -> Tokenizer:
-    """The tokenizer the output's report names (a `transformers` folder must still exist)."""
-    identity = json.loads((output / REPORT_FILE).read_text())["tokenizer"]
-    return load_tokenizer(TokenizerSpec(identity["backend"], identity["name"]))
-
-
 def peek(path: Path, sample: int = 0) -> Peeked:
     """Sample `sample` (in index order) of the directory, or of the output's first directory."""
     output, directory = find_output(path)
@@ -91,7 +85,7 @@ def peek(path: Path, sample: int = 0) -> Peeked:
         if problem:
             raise LongmixError(f"{folder}: {problem[0]}: {problem[1]}")
         item = reader.get_item(within)
-    return decoded(directory, sample, item, output_tokenizer(output))
+    return decoded(directory, sample, item, output_tokenizer(str(output)))
 
 
 def decoded(directory: str, sample: int, item: dict[str, Any], tokenizer: Tokenizer) -> Peeked:

@@ -1,16 +1,14 @@
-"""Where the bundled configs are: inside the wheel, or in the repository's `configs/`."""
+"""Where the bundled configs are: `longmix/configs` (in the repository, a link to `configs/`)."""
 
 from pathlib import Path
 
-from stages.logic.errors import LongmixError
+from longmix.stages.logic.errors import LongmixError
 
-PACKAGED = Path(__file__).parent / "configs"
-REPOSITORY = Path(__file__).parent.parent / "configs"
+BUNDLED = Path(__file__).resolve().parent.parent / "configs"
 
 
 def config_path(name: str) -> Path:
-    for folder in (PACKAGED, REPOSITORY):
-        candidate = folder / f"{name}.yaml"
-        if candidate.exists():
-            return candidate
-    raise LongmixError(f"no bundled config named {name!r}")
+    candidate = BUNDLED / f"{name}.yaml"
+    if not candidate.exists():
+        raise LongmixError(f"no bundled config named {name!r}")
+    return candidate

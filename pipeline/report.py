@@ -8,11 +8,24 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline import __version__
+from longmix.pipeline import __version__
+from longmix.stages.logic.storage import StorageOptions, join, read_text
+
+if TYPE_CHECKING:
+    from longmix.stages.logic.tokenizers import Tokenizer
 
 REPORT_FILE = "_report.json"
+
+
+def output_tokenizer(output: str, storage: StorageOptions | None = None) -> Tokenizer:
+    """The tokenizer the output's report names (a `transformers` folder must still exist)."""
+    from longmix.stages.logic.tokenizers import TokenizerSpec, load_tokenizer
+
+    report = json.loads(read_text(join(output, REPORT_FILE), storage or StorageOptions()))
+    identity = report["tokenizer"]
+    return load_tokenizer(TokenizerSpec(identity["backend"], identity["name"]))
 
 
 class RunReport:

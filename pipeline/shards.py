@@ -9,7 +9,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from stages.logic.storage import StorageOptions, list_files, resolve
+from longmix.stages.logic.storage import StorageOptions, list_files, resolve
 
 
 def download(uri: str, local: Path, storage: StorageOptions) -> None:

@@ -13,10 +13,10 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.config import SparkConfig
-from pipeline.java import java_problem
-from pipeline.jvm_classes import QUIET, adopt, archive_path, java_options
-from stages.logic.errors import LongmixError, task_message
+from longmix.pipeline.config import SparkConfig
+from longmix.pipeline.java import java_problem
+from longmix.pipeline.jvm_classes import QUIET, adopt, archive_path, java_options
+from longmix.stages.logic.errors import LongmixError, task_message
 
 JAVA_GC_OPTIONS = (
     "-XX:+IgnoreUnrecognizedVMOptions -XX:+UnlockDiagnosticVMOptions "
@@ -114,6 +114,54 @@ def build_session(config: SparkConfig, master: str | None = None):
     if session.sparkContext.master.startswith("local"):
         quiet_task_failures(session)
     return session
+
+
+@contextlib.contextmanager
+def caller_session_settings(session) -> Iterator[None]:
+    """A caller's session (`longmix.prepare(spark=...)`), or None: given longmix's SQL
+    settings for the run and handed back with its own."""
+    if session is None:
+        yield
+        return
+    settings = {k: v for k, v in DEFAULTS.items() if k.startswith("spark.sql.")}
+    before = {key: session.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        session.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                session.conf.unset(key)
+            else:
+                session.conf.set(key, value)
+
+
+def refuse_workers_without_longmix(session) -> None:
+    """One tiny task on the session: its Python worker must import longmix's stages."""
+
+    def probe(_: int) -> str:  # nested, so Spark ships it by value, not as a longmix import
+        import importlib
+
+        try:
+            importlib.import_module("longmix.stages.tasks")
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return ""
+
+    try:
+        problem = session.sparkContext.parallelize([0], 1).map(probe).first()
+    except Exception as exc:  # the worker could not start, or not unpickle the probe
+        errors = [line.strip() for line in str(exc).splitlines() if "Error:" in line]
+        problem = errors[-1] if errors else str(exc).strip().splitlines()[0]
+    if problem:
+        raise LongmixError(
+            f"the Spark session's Python workers cannot import longmix ({problem}): build "
+            f"the session with PYSPARK_PYTHON set to a Python where longmix is installed (here: "
+            f"os.environ['PYSPARK_PYTHON'] = {sys.executable!r} before getOrCreate(); "
+            "spark.pyspark.python under spark-submit), or ship longmix's wheel with "
+            "spark.submit.pyFiles"
+        )
 
 
 # What the JVM prints at every start that tells a user nothing (kept with `--verbose`, which

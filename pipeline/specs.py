@@ -3,16 +3,16 @@ and the output directory of every (domain, length). The only place that does."""
 
 from __future__ import annotations
 
-from pipeline.config import Config, TokenizerConfig
-from stages.logic.faults import Faults
-from stages.logic.mds import MdsSpec
-from stages.logic.mix import directory_name
-from stages.logic.pack import PackSpec, carries_mask
-from stages.logic.schemas import SpecKey
-from stages.logic.sequences import SequencePlan
-from stages.logic.sources import PRESETS, SourceSpec
-from stages.logic.storage import StorageOptions
-from stages.logic.tokenizers import Tokenizer, TokenizerSpec
+from longmix.pipeline.config import Config, TokenizerConfig
+from longmix.stages.logic.faults import Faults
+from longmix.stages.logic.mds import MdsSpec
+from longmix.stages.logic.mix import directory_name
+from longmix.stages.logic.pack import PackSpec, carries_mask
+from longmix.stages.logic.schemas import SpecKey
+from longmix.stages.logic.sequences import SequencePlan
+from longmix.stages.logic.sources import PRESETS, SourceSpec
+from longmix.stages.logic.storage import StorageOptions
+from longmix.stages.logic.tokenizers import Tokenizer, TokenizerSpec
 
 
 def storage_options(config: Config) -> StorageOptions:

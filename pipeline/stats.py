@@ -10,17 +10,17 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.shards import download, shard_reader
-from stages.logic.errors import LongmixError
-from stages.logic.stats import (
+from longmix.pipeline.shards import download, shard_reader
+from longmix.stages.logic.errors import LongmixError
+from longmix.stages.logic.stats import (
     LONG_DOCUMENT_TOKENS,
     STAGES,
     TABLE14_THRESHOLDS,
     count_lengths,
     document_lengths,
 )
-from stages.logic.storage import StorageOptions, is_s3
-from stages.logic.tally import Tally
+from longmix.stages.logic.storage import StorageOptions, is_s3
+from longmix.stages.logic.tally import Tally
 
 STATS_FILE = "_stats.json"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from stages.logic.counts import ANY_FILE
-from stages.logic.tally import Tally
+from longmix.stages.logic.counts import ANY_FILE
+from longmix.stages.logic.tally import Tally
 
 PACKING_FIELDS = (
     "documents_in",

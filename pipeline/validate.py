@@ -29,12 +29,12 @@ from typing import Any
 import numpy as np
 import yaml
 
-from pipeline.input_versions import recorded_versions, stale_versions
-from pipeline.mixfile import MIX_FILE
-from pipeline.report import REPORT_FILE
-from pipeline.shards import download, shard_reader
-from stages.logic.errors import LongmixError
-from stages.logic.storage import StorageOptions, exists, is_s3, join
+from longmix.pipeline.input_versions import recorded_versions, stale_versions
+from longmix.pipeline.mixfile import MIX_FILE
+from longmix.pipeline.report import REPORT_FILE
+from longmix.pipeline.shards import download, shard_reader
+from longmix.stages.logic.errors import LongmixError
+from longmix.stages.logic.storage import StorageOptions, exists, is_s3, join
 
 
 @dataclass(frozen=True)

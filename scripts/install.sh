@@ -22,7 +22,7 @@ if [[ "$mode" == "--editable" ]]; then
 else
   "$venv/bin/python" -m pip install --quiet "$target"
 fi
-modules="pipeline, stages, pyspark, transformers"
+modules="longmix.pipeline.cli, longmix.stages.logic, pyspark, transformers"
 if [[ ",$extras," == *",train,"* ]]; then
   modules="$modules, streaming, torch"
 fi
@@ -30,7 +30,7 @@ fi
   || { echo "install.sh: longmix does not import from $venv" >&2; exit 1; }
 if [[ "$mode" == "--editable" ]]; then
   # A checkout's embedded runs start seconds faster with an archive of the driver JVM's
-  # classes (pipeline/jvm_classes.py; `python -m pipeline.spark` writes it): about a minute, once.
-  "$venv/bin/python" -m pipeline.spark \
+  # classes (pipeline/jvm_classes.py; `python -m longmix.pipeline.spark` writes it): about a minute, once.
+  "$venv/bin/python" -m longmix.pipeline.spark \
     || echo "install.sh: no JVM class archive written; runs start a few seconds slower" >&2
 fi

@@ -9,9 +9,9 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from stages.logic.concat import INPUT_COLUMNS, concat_partition
-from stages.logic.schemas import DOCUMENT_SCHEMA
-from stages.logic.sources import SourceSpec
+from longmix.stages.logic.concat import INPUT_COLUMNS, concat_partition
+from longmix.stages.logic.schemas import DOCUMENT_SCHEMA
+from longmix.stages.logic.sources import SourceSpec
 
 SEP = "\x1f"
 # Within a group: books (subgroups) in seeded order, chapters by position, files seeded.

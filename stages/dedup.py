@@ -13,7 +13,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Row, Window
 from pyspark.sql import functions as F
 
-from stages.logic.schemas import READ_SCHEMA
+from longmix.stages.logic.schemas import READ_SCHEMA
 
 HASH_COLUMNS = ["source", "id", "group", "hash", "bytes", "tokens"]
 

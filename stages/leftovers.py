@@ -11,11 +11,11 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from stages.logic.leftovers import leftover_partition
-from stages.logic.mds import MdsSpec
-from stages.logic.pack import PackSpec
-from stages.logic.schemas import SEQUENCE_SCHEMA, SpecKey
-from stages.tasks import attempt_sink
+from longmix.stages.logic.leftovers import leftover_partition
+from longmix.stages.logic.mds import MdsSpec
+from longmix.stages.logic.pack import PackSpec
+from longmix.stages.logic.schemas import SEQUENCE_SCHEMA, SpecKey
+from longmix.stages.tasks import attempt_sink
 
 
 def leftover_task(

@@ -9,8 +9,8 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from stages.logic.mds import COMMIT_SCHEMA, WRITE_COLUMNS, MdsSpec, write_partition
-from stages.tasks import attempt_number
+from longmix.stages.logic.mds import COMMIT_SCHEMA, WRITE_COLUMNS, MdsSpec, write_partition
+from longmix.stages.tasks import attempt_number
 
 
 def write_attempt(batches: Iterable[pa.RecordBatch], spec: MdsSpec) -> Iterator[pa.RecordBatch]:

@@ -9,9 +9,9 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from stages.logic.mds import COMMIT_SCHEMA, MdsSpec, unit_sequences
-from stages.logic.mix import MixTarget
-from stages.logic.schemas import SEQUENCE_SCHEMA, SpecKey
+from longmix.stages.logic.mds import COMMIT_SCHEMA, MdsSpec, unit_sequences
+from longmix.stages.logic.mix import MixTarget
+from longmix.stages.logic.schemas import SEQUENCE_SCHEMA, SpecKey
 
 RANK = ["rank", "bucket", "seq_no"]
 

@@ -10,12 +10,12 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from stages.logic.faults import NO_FAULTS, Faults
-from stages.logic.fingerprints import Fingerprints
-from stages.logic.read import ReadTask, encode_bin, plan_bins, read_partition
-from stages.logic.schemas import READ_SCHEMA
-from stages.logic.sources import SourceSpec
-from stages.logic.storage import StorageOptions
+from longmix.stages.logic.faults import NO_FAULTS, Faults
+from longmix.stages.logic.fingerprints import Fingerprints
+from longmix.stages.logic.read import ReadTask, encode_bin, plan_bins, read_partition
+from longmix.stages.logic.schemas import READ_SCHEMA
+from longmix.stages.logic.sources import SourceSpec
+from longmix.stages.logic.storage import StorageOptions
 
 
 def read_task(batches: Iterable[pa.RecordBatch], shared, fingerprints: Fingerprints, **kwargs):

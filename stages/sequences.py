@@ -16,11 +16,11 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from stages.concat import MEMBER_ORDER, unit, with_member_order
-from stages.logic.mds import MdsSpec
-from stages.logic.schemas import SEQUENCE_SCHEMA
-from stages.logic.sequences import INPUT_COLUMNS, SequencePlan, sequences_partition
-from stages.tasks import attempt_sink
+from longmix.stages.concat import MEMBER_ORDER, unit, with_member_order
+from longmix.stages.logic.mds import MdsSpec
+from longmix.stages.logic.schemas import SEQUENCE_SCHEMA
+from longmix.stages.logic.sequences import INPUT_COLUMNS, SequencePlan, sequences_partition
+from longmix.stages.tasks import attempt_sink
 
 
 def sequences_task(

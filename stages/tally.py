@@ -9,7 +9,7 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from stages.logic.tally import TALLY_SCHEMA, Tally, tally_partition
+from longmix.stages.logic.tally import TALLY_SCHEMA, Tally, tally_partition
 
 
 def collect_tally(

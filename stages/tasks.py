@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pyspark import TaskContext
 
-from stages.logic.mds import MdsSpec, UnitSink
+from longmix.stages.logic.mds import MdsSpec, UnitSink
 
 
 def attempt_number() -> int:

@@ -29,10 +29,10 @@ os.environ.update(
 os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
-from pipeline import corpus
-from pipeline.config import SparkConfig, parse_config
-from pipeline.demo import descriptions, package_files
-from pipeline.spark import build_session
+from longmix.pipeline import corpus
+from longmix.pipeline.config import SparkConfig, parse_config
+from longmix.pipeline.demo import descriptions, package_files
+from longmix.pipeline.spark import build_session
 
 TEST_SPARK_CONF = {
     "spark.ui.enabled": False,
@@ -68,7 +68,7 @@ def cards_beside(output: Path | str) -> str:
 def prepare_command(config: dict, folder: Path, name: str) -> list[str]:
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
-    return [sys.executable, "-m", "pipeline.cli", "prepare", str(path)]
+    return [sys.executable, "-m", "longmix", "prepare", str(path)]
 
 
 def prepare_cli(
@@ -120,7 +120,7 @@ def demo_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """`longmix demo` as `make demo` runs it: its workdir (corpus, embedded output, card)."""
     workdir = tmp_path_factory.mktemp("demo")
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "demo", "--workdir", str(workdir)],
+        [sys.executable, "-m", "longmix", "demo", "--workdir", str(workdir)],
         capture_output=True,
         text=True,
         timeout=900,

@@ -6,8 +6,8 @@ import json
 import pyarrow as pa
 import pytest
 
-from pipeline import corpus
-from pipeline.driver import prepare
+from longmix.pipeline import corpus
+from longmix.pipeline.driver import prepare
 from tests.conftest import TEST_SPARK_CONF, make_config, prepare_cli
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import corpus
-from pipeline.driver import prepare
-from stages.logic.chats import render_chat
-from stages.logic.tokenizers import TokenizerSpec, load_tokenizer
+from longmix.pipeline import corpus
+from longmix.pipeline.driver import prepare
+from longmix.stages.logic.chats import render_chat
+from longmix.stages.logic.tokenizers import TokenizerSpec, load_tokenizer
 from tests.conftest import make_config
 
 CHATML = (

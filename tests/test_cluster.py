@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.presets import config_path
-from pipeline.validate import validate
-from stages.logic.storage import StorageOptions
+from longmix.pipeline.presets import config_path
+from longmix.pipeline.validate import validate
+from longmix.stages.logic.storage import StorageOptions
 from tests.conftest import free_port
 from tests.standalone import spark_env, start_cluster, submit_command
 from tests.test_mds import fingerprint, stray_folders

@@ -6,11 +6,11 @@ import random
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import corpus
-from pipeline.demo import package_files
-from pipeline.driver import prepare
-from stages.logic.concat import concatenate_rows
-from stages.logic.sources import PRESETS
+from longmix.pipeline import corpus
+from longmix.pipeline.demo import package_files
+from longmix.pipeline.driver import prepare
+from longmix.stages.logic.concat import concatenate_rows
+from longmix.stages.logic.sources import PRESETS
 from tests.conftest import make_config
 
 SPECS = {"stack": PRESETS["stack"]}

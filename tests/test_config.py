@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import load_config
-from pipeline.specs import source_specs
-from stages.logic.errors import LongmixError
+from longmix.pipeline.config import load_config
+from longmix.pipeline.specs import source_specs
+from longmix.stages.logic.errors import LongmixError
 
 MINIMAL = """
 run: {name: t, output: out, seed: 3}
@@ -67,9 +67,9 @@ def test_secrets_are_redacted_in_the_saved_config(tmp_path):
 
 
 def test_bundled_presets_validate_and_say_what_the_release_did():
-    from pipeline.presets import REPOSITORY
+    from longmix.pipeline.presets import BUNDLED
 
-    configs = {p.stem: load_config(p) for p in REPOSITORY.glob("*.yaml")}
+    configs = {p.stem: load_config(p) for p in BUNDLED.glob("*.yaml")}
     assert {"demo", "prolong-64k", "prolong-512k", "sft-ultrachat-64k"} <= set(configs)
     long64 = configs["prolong-64k"].packing
     assert long64.sequence_length == 65536
@@ -97,7 +97,7 @@ def test_best_fit_is_refused_outside_short_data(tmp_path):
 
 
 def test_credential_words_not_token_budgets():
-    from stages.logic.redaction import is_secret_key
+    from longmix.stages.logic.redaction import is_secret_key
 
     for key in ("fs.azure.account.key.acct.blob.core.windows.net", "hf_token", "secretAccessKey"):
         assert is_secret_key(key), key

@@ -11,11 +11,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import corpus
-from pipeline.driver import prepare
-from pipeline.summary import duplicates_section
-from stages.logic.fingerprints import Fingerprints, NGramIndex, text_hash, window_hashes
-from stages.logic.tokenizers import TokenizerSpec, load_tokenizer
+from longmix.pipeline import corpus
+from longmix.pipeline.driver import prepare
+from longmix.pipeline.summary import duplicates_section
+from longmix.stages.logic.fingerprints import Fingerprints, NGramIndex, text_hash, window_hashes
+from longmix.stages.logic.tokenizers import TokenizerSpec, load_tokenizer
 from tests.conftest import TEST_SPARK_CONF, make_config, prepare_cli
 
 WORDS = 80
@@ -245,8 +245,8 @@ def test_removal_gives_the_same_samples_whatever_the_partitioning(planted, tmp_p
 
 
 def test_the_spark_plan_and_the_in_memory_count_agree(counted, spark):
-    from stages import dedup
-    from stages.logic import duplicates as in_memory
+    from longmix.stages import dedup
+    from longmix.stages.logic import duplicates as in_memory
 
     packed = Path(counted["outputs"]["sequences"]).parent
     rows = spark.read.parquet(str(packed)).where("row_type = 'hash'")

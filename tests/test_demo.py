@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
-from pipeline.config import load_config
-from pipeline.presets import config_path
-from pipeline.validate import validate
-from stages.logic.storage import StorageOptions
+from longmix.pipeline.config import load_config
+from longmix.pipeline.presets import config_path
+from longmix.pipeline.validate import validate
+from longmix.stages.logic.storage import StorageOptions
 
 
 @pytest.mark.slow
@@ -36,7 +36,7 @@ def test_demo_runs_every_source(demo_run):
         n["sequences"] for lengths in report["packing"].values() for n in lengths.values()
     )
     saved = json.loads((tmp_path / "output/_stats.json").read_text())
-    command = [sys.executable, "-m", "pipeline.cli", "stats", str(tmp_path / "output")]
+    command = [sys.executable, "-m", "longmix", "stats", str(tmp_path / "output")]
     shards = subprocess.run([*command, "--from-shards", "--json"], capture_output=True, text=True)
     assert shards.returncode == 0, shards.stderr[-2000:]
     read_back = json.loads(shards.stdout)["stats"]["output"]
@@ -44,7 +44,7 @@ def test_demo_runs_every_source(demo_run):
     assert read_back["over"]["packed"] == saved["over"]["packed"]
     assert (tmp_path / "data_cards/demo/README.md").exists()
     smoke = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "smoke", str(tmp_path / "output"), "--json"],
+        [sys.executable, "-m", "longmix", "smoke", str(tmp_path / "output"), "--json"],
         capture_output=True,
         text=True,
         timeout=600,

@@ -10,7 +10,7 @@ import pyspark
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from pipeline.cli import parser
+from longmix.pipeline.cli import parser
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"

@@ -14,16 +14,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import corpus
-from pipeline.driver import prepare
-from pipeline.ownership import MARKER
+from longmix.pipeline import corpus
+from longmix.pipeline.driver import prepare
+from longmix.pipeline.ownership import MARKER
 from tests.conftest import make_config, prepare_cli
 from tests.test_ownership import fineweb_corpus, one_error_line, one_source
 
 
 def longmix(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
+        [sys.executable, "-m", "longmix", *args],
         capture_output=True,
         text=True,
         timeout=600,
@@ -191,7 +191,7 @@ def test_no_planted_secret_reaches_a_file_or_a_log(tmp_path):
 
 
 def test_a_saved_traceback_is_scrubbed(monkeypatch):
-    from pipeline.cli import save_traceback
+    from longmix.pipeline.cli import save_traceback
 
     monkeypatch.setenv("HF_TOKEN", ENV_SECRET)
     try:

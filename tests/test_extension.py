@@ -5,22 +5,22 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.trainer.data import Sample, Vocabulary
-from pipeline.trainer.evaluate import (
+from longmix.pipeline.trainer.data import Sample, Vocabulary
+from longmix.pipeline.trainer.evaluate import (
     chained_documents,
     fingerprint,
     position_bins,
     position_loss,
 )
-from pipeline.trainer.extension import (
+from longmix.pipeline.trainer.extension import (
     SELF_EXTEND_ATTENTION,
     SelfExtend,
     additive,
     partial_attention,
     relative_positions,
 )
-from pipeline.trainer.masking import IGNORE, labels
-from pipeline.trainer.model import ModelShape, attention_inputs, build_model
+from longmix.pipeline.trainer.masking import IGNORE, labels
+from longmix.pipeline.trainer.model import ModelShape, attention_inputs, build_model
 
 INDICES = np.array([[0, 37], [37, 128]], np.int64)
 

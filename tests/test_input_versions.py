@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline import corpus
-from pipeline.driver import prepare
-from pipeline.input_versions import (
+from longmix.pipeline import corpus
+from longmix.pipeline.driver import prepare
+from longmix.pipeline.input_versions import (
     InputVersion,
     current_versions,
     first_change,
@@ -25,14 +25,14 @@ from pipeline.input_versions import (
     versions_digest,
     write_versions,
 )
-from pipeline.inputs import discover
-from pipeline.shards import shard_reader
-from pipeline.validate import validate
-from stages.logic.errors import TaskError
-from stages.logic.read import ReadTask, encode_bin, read_items
-from stages.logic.sources import PRESETS
-from stages.logic.storage import StorageOptions, expand, file_version
-from stages.logic.tokenizers import TokenizerSpec, load_tokenizer
+from longmix.pipeline.inputs import discover
+from longmix.pipeline.shards import shard_reader
+from longmix.pipeline.validate import validate
+from longmix.stages.logic.errors import TaskError
+from longmix.stages.logic.read import ReadTask, encode_bin, read_items
+from longmix.stages.logic.sources import PRESETS
+from longmix.stages.logic.storage import StorageOptions, expand, file_version
+from longmix.stages.logic.tokenizers import TokenizerSpec, load_tokenizer
 from tests.conftest import (
     TEST_SPARK_CONF,
     cards_beside,

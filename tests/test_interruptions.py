@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.validate import validate
-from stages.logic.storage import StorageOptions
+from longmix.pipeline.validate import validate
+from longmix.stages.logic.storage import StorageOptions
 from tests.conftest import download_tree, prepare_cli, prepare_command, start_and_wait_for
 from tests.fault_proxy import FaultPlan, FaultProxy
 from tests.test_mds import cli_config, fingerprint, shard_hashes, stray_folders

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import stages.logic
+import longmix.stages.logic
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -46,7 +46,7 @@ def test_make_demo_without_java_prints_one_clear_line(tmp_path):
 
 def test_cli_without_java_prints_one_clear_line(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "demo", "--workdir", str(tmp_path / "d")],
+        [sys.executable, "-m", "longmix", "demo", "--workdir", str(tmp_path / "d")],
         env=no_java_env(tmp_path),
         capture_output=True,
         text=True,
@@ -59,8 +59,8 @@ def test_cli_without_java_prints_one_clear_line(tmp_path):
 
 def test_per_partition_logic_never_imports_pyspark():
     modules = sorted(
-        f"stages.logic.{p.stem}"
-        for p in Path(stages.logic.__file__).parent.glob("*.py")
+        f"longmix.stages.logic.{p.stem}"
+        for p in Path(longmix.stages.logic.__file__).parent.glob("*.py")
         if p.stem != "__init__"
     )
     code = (
@@ -79,8 +79,8 @@ def test_stages_never_create_sessions():
 
 
 def test_the_driver_jvm_maps_the_class_archive_once_it_exists(tmp_path, monkeypatch):
-    from pipeline.jvm_classes import archive_path
-    from pipeline.spark import with_class_archive
+    from longmix.pipeline.jvm_classes import archive_path
+    from longmix.pipeline.spark import with_class_archive
 
     monkeypatch.setenv("LONGMIX_CACHE", str(tmp_path))
     settings = {"spark.driver.extraJavaOptions": "-Dkept=1"}

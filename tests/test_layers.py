@@ -50,6 +50,7 @@ LAYERS = [  # lowest first: a module may import only from its own layer or below
     ),
     ("driver", ["pipeline.driver"]),
     ("command line", ["pipeline.commands", "pipeline.cli", "pipeline.main"]),
+    ("python api", ["longmix"]),
 ]
 
 
@@ -79,7 +80,7 @@ def project_imports(path: Path, modules: set[str]) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [f"{node.module}.{a.name}" for a in node.names]
             names = [n if n in modules else node.module for n in names]
-        for name in names:
+        for name in map(within_repository, names):
             if name in modules:
                 found.add(name)
             elif f"{name}.__init__" in modules:
@@ -87,8 +88,15 @@ def project_imports(path: Path, modules: set[str]) -> set[str]:
     return found
 
 
+def within_repository(name: str) -> str:
+    """The repository's name for an imported module: `longmix.pipeline.x` is `pipeline/x.py`
+    (the package's `pipeline` and `stages` are links to the repository's folders)."""
+    return re.sub(r"^longmix\.(?=(pipeline|stages)\b)", "", name)
+
+
 def import_graph() -> dict[str, set[str]]:
     paths = {module_name(p): p for d in ("pipeline", "stages") for p in (REPO / d).rglob("*.py")}
+    paths |= {module_name(p): p for p in (REPO / "longmix").glob("*.py")}
     modules = set(paths)
     return {name: project_imports(path, modules) - {name} for name, path in paths.items()}
 

@@ -8,8 +8,8 @@ import torch
 from torch.nn.attention.flex_attention import create_block_mask, create_mask
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from pipeline.trainer.balance import attended_pairs
-from pipeline.trainer.masking import (
+from longmix.pipeline.trainer.balance import attended_pairs
+from longmix.pipeline.trainer.masking import (
     IGNORE,
     allowed,
     dense_mask,
@@ -18,7 +18,7 @@ from pipeline.trainer.masking import (
     labels,
     position_ids,
 )
-from pipeline.trainer.model import ModelShape, attention_inputs, build_model, loss_sum
+from longmix.pipeline.trainer.model import ModelShape, attention_inputs, build_model, loss_sum
 
 LENGTHS = (5, 9, 1, 7, 10)
 INDICES = np.array(

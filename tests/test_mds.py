@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.driver import prepare
-from pipeline.mixfile import streaming_args
-from pipeline.validate import validate
-from stages.logic.errors import LongmixError
-from stages.logic.storage import StorageOptions
+from longmix.pipeline.driver import prepare
+from longmix.pipeline.mixfile import streaming_args
+from longmix.pipeline.validate import validate
+from longmix.stages.logic.errors import LongmixError
+from longmix.stages.logic.storage import StorageOptions
 from tests.conftest import (
     TEST_SPARK_CONF,
     cards_beside,
@@ -71,7 +71,7 @@ def fingerprint(output: Path) -> dict[str, list[str]]:
     """Per directory of mix.yaml, the sha1 of every sample's tokens in index order (the order
     an unshuffled reader sees them), read with streaming's shard readers: a StreamingDataset
     per directory would hold shared memory and file descriptors until the process ends."""
-    from pipeline.shards import shard_reader
+    from longmix.pipeline.shards import shard_reader
 
     mix = yaml.safe_load((output / "mix.yaml").read_text())
     out = {}

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.logic.mds_format import ShardWriter, merged_index, raw_shard, shard_samples
+from longmix.stages.logic.mds_format import ShardWriter, merged_index, raw_shard, shard_samples
 
 COLUMNS = {
     "input_ids": "ndarray:uint32",

@@ -2,7 +2,7 @@
 
 import pytest
 
-from stages.logic.mix import MixError, directory_name, plan_mix
+from longmix.stages.logic.mix import MixError, directory_name, plan_mix
 
 AVAILABLE = {("code", 1024): 30, ("code", 512): 20, ("web", 512): 100}
 DIRECTORIES = {key: directory_name(key[0], key[1], key[0] == "code") for key in AVAILABLE}

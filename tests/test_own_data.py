@@ -12,15 +12,15 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline import corpus
-from pipeline.config import load_config
-from pipeline.driver import prepare, refuse_lost_sources
-from pipeline.inputs import discover
-from pipeline.validate import validate
-from stages.logic.errors import LongmixError
-from stages.logic.readers import Skip, guess_format, read_file
-from stages.logic.sources import SourceSpec
-from stages.logic.storage import StorageOptions, open_input
+from longmix.pipeline import corpus
+from longmix.pipeline.config import load_config
+from longmix.pipeline.driver import prepare, refuse_lost_sources
+from longmix.pipeline.inputs import discover
+from longmix.pipeline.validate import validate
+from longmix.stages.logic.errors import LongmixError
+from longmix.stages.logic.readers import Skip, guess_format, read_file
+from longmix.stages.logic.sources import SourceSpec
+from longmix.stages.logic.storage import StorageOptions, open_input
 from tests.conftest import TEST_SPARK_CONF, cards_beside, make_config, prepare_cli
 from tests.test_ownership import one_error_line
 
@@ -205,7 +205,7 @@ def test_identical_files_give_an_output_that_validates_with_a_warning(tmp_path):
         [
             sys.executable,
             "-m",
-            "pipeline.cli",
+            "longmix",
             "card",
             str(output),
             "--cards",

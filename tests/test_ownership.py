@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import corpus
-from pipeline.driver import prepare
-from pipeline.lock import LOCK, LocalLock, S3Lock, run_lock
-from pipeline.ownership import MARKER
-from pipeline.validate import validate
-from stages.logic.errors import LongmixError
-from stages.logic.storage import StorageOptions
+from longmix.pipeline import corpus
+from longmix.pipeline.driver import prepare
+from longmix.pipeline.lock import LOCK, LocalLock, S3Lock, run_lock
+from longmix.pipeline.ownership import MARKER
+from longmix.pipeline.validate import validate
+from longmix.stages.logic.errors import LongmixError
+from longmix.stages.logic.storage import StorageOptions
 from tests.conftest import TEST_SPARK_CONF, make_config, prepare_cli, prepare_command
 
 

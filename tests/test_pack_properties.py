@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stages.logic.pack import (
+from longmix.stages.logic.pack import (
     Drops,
     GroupPacker,
     PackSpec,

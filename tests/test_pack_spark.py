@@ -6,8 +6,8 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.driver import prepare
-from stages.logic.tokenizers import TokenizerSpec, load_tokenizer
+from longmix.pipeline.driver import prepare
+from longmix.stages.logic.tokenizers import TokenizerSpec, load_tokenizer
 from tests.conftest import TEST_SPARK_CONF, make_config, prepare_cli
 
 PACKING = {

@@ -8,13 +8,13 @@ import sys
 import numpy as np
 import yaml
 
-from pipeline.peek import TRAINED_MARKS, peek
-from pipeline.shards import shard_reader
-from stages.logic.tokenizers import TokenizerSpec, load_tokenizer
+from longmix.pipeline.peek import TRAINED_MARKS, peek
+from longmix.pipeline.shards import shard_reader
+from longmix.stages.logic.tokenizers import TokenizerSpec, load_tokenizer
 
 
 def peek_cli(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "pipeline.cli", "peek", *args]
+    command = [sys.executable, "-m", "longmix", "peek", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
 

@@ -9,11 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from pipeline import corpus
-from stages.logic.read import ReadTask, encode_bin, read_items
-from stages.logic.readers import BadRecordError, Skip, read_file
-from stages.logic.sources import PRESETS
-from stages.logic.storage import StorageOptions, open_input
+from longmix.pipeline import corpus
+from longmix.stages.logic.read import ReadTask, encode_bin, read_items
+from longmix.stages.logic.readers import BadRecordError, Skip, read_file
+from longmix.stages.logic.sources import PRESETS
+from longmix.stages.logic.storage import StorageOptions, open_input
 
 opener = partial(open_input, options=StorageOptions())
 

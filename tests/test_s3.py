@@ -5,11 +5,11 @@ import os
 
 import pyarrow.parquet as pq
 
-from pipeline import corpus
-from pipeline.demo import package_files
-from pipeline.driver import prepare
-from pipeline.validate import validate
-from stages.logic.storage import StorageOptions, expand
+from longmix.pipeline import corpus
+from longmix.pipeline.demo import package_files
+from longmix.pipeline.driver import prepare
+from longmix.pipeline.validate import validate
+from longmix.stages.logic.storage import StorageOptions, expand
 from tests.conftest import download_tree, make_config, upload_tree
 
 
@@ -119,7 +119,7 @@ def test_mds_output_on_s3_matches_local_and_validates(tmp_path, s3_client, s3_en
 
 
 def test_stats_of_an_mds_dataset_on_s3(tmp_path, s3_client, s3_endpoint):
-    from pipeline.stats import load_stats
+    from longmix.pipeline.stats import load_stats
     from tests.test_validate import build
 
     root = build(tmp_path / "local")

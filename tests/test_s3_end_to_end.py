@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from pipeline.mixfile import streaming_args
-from stages.logic.storage import StorageOptions
+from longmix.pipeline.mixfile import streaming_args
+from longmix.stages.logic.storage import StorageOptions
 from tests.conftest import download_tree, prepare_cli
 from tests.test_mds import cli_config, fingerprint
 
@@ -26,7 +26,7 @@ def glob_sources(root: str) -> dict:
 
 def longmix(*args: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
+        [sys.executable, "-m", "longmix", *args],
         capture_output=True,
         text=True,
         timeout=600,

@@ -12,16 +12,16 @@ import torch
 import yaml
 from PIL import Image
 
-from pipeline.cli import main
-from pipeline.config import SmokeConfig
-from pipeline.trainer.balance import balance, device_order
-from pipeline.trainer.data import Vocabulary, open_output, read_epoch
-from pipeline.trainer.masking import IGNORE
-from pipeline.trainer.model import ModelShape, attention_inputs, build_model, loss_sum
-from pipeline.trainer.report import SMOKE_FILE, loss_summary
-from pipeline.trainer.train import to_device
-from pipeline.validate import validate
-from stages.logic.storage import StorageOptions
+from longmix.pipeline.cli import main
+from longmix.pipeline.config import SmokeConfig
+from longmix.pipeline.trainer.balance import balance, device_order
+from longmix.pipeline.trainer.data import Vocabulary, open_output, read_epoch
+from longmix.pipeline.trainer.masking import IGNORE
+from longmix.pipeline.trainer.model import ModelShape, attention_inputs, build_model, loss_sum
+from longmix.pipeline.trainer.report import SMOKE_FILE, loss_summary
+from longmix.pipeline.trainer.train import to_device
+from longmix.pipeline.validate import validate
+from longmix.stages.logic.storage import StorageOptions
 
 
 @pytest.fixture

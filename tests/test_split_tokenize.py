@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stages.logic.tokenize import encode_documents
-from stages.logic.tokenizers import TokenizerSpec, load_tokenizer, split_text
+from longmix.stages.logic.tokenize import encode_documents
+from longmix.stages.logic.tokenizers import TokenizerSpec, load_tokenizer, split_text
 from tests.test_tokenizers import hf_dir  # noqa: F401 (fixture)
 
 SPLITTING = [

@@ -11,14 +11,14 @@ import pytest
 import yaml
 from PIL import Image
 
-from pipeline import corpus
-from pipeline.card import SECTIONS
-from pipeline.demo import descriptions
-from pipeline.driver import prepare
-from pipeline.plots import DPI, FIGURE_SIZE
-from pipeline.stats import long_tokens_table, share_over_table
-from stages.logic.stats import log2_bins, member_token_counts
-from stages.logic.tokenizers import TokenizerSpec, load_tokenizer
+from longmix.pipeline import corpus
+from longmix.pipeline.card import SECTIONS
+from longmix.pipeline.demo import descriptions
+from longmix.pipeline.driver import prepare
+from longmix.pipeline.plots import DPI, FIGURE_SIZE
+from longmix.pipeline.stats import long_tokens_table, share_over_table
+from longmix.stages.logic.stats import log2_bins, member_token_counts
+from longmix.stages.logic.tokenizers import TokenizerSpec, load_tokenizer
 from tests.conftest import make_config
 from tests.test_mds import read_mix
 
@@ -95,7 +95,7 @@ def test_packed_histogram_and_table14_equal_the_segments_read_back(run):
 
 def test_stats_cli_reads_the_same_numbers_from_the_shards(run):
     out, stats, _ = run
-    command = [sys.executable, "-m", "pipeline.cli", "stats", str(out / "output"), "--json"]
+    command = [sys.executable, "-m", "longmix", "stats", str(out / "output"), "--json"]
     saved = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
     shards = subprocess.run(
         [*command, "--from-shards", "--plots", str(out / "plots")],
@@ -130,7 +130,7 @@ def test_stats_of_raw_sources_run_through_spark(web, tmp_path):
     command = [
         sys.executable,
         "-m",
-        "pipeline.cli",
+        "longmix",
         "stats",
         "--config",
         str(tmp_path / "raw.yaml"),

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tiktoken
 
-from stages.logic.chats import render_chat
-from stages.logic.tokenize import encode_documents
-from stages.logic.tokenizers import (
+from longmix.stages.logic.chats import render_chat
+from longmix.stages.logic.tokenize import encode_documents
+from longmix.stages.logic.tokenizers import (
     TokenizerError,
     TokenizerSpec,
     load_tokenizer,

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.mixfile import mix_section, write_mix_file
-from pipeline.validate import validate
-from stages.logic.mds import MdsSpec, committed, publish, write_unit
-from stages.logic.mix import MixTarget
-from stages.logic.storage import StorageOptions
+from longmix.pipeline.mixfile import mix_section, write_mix_file
+from longmix.pipeline.validate import validate
+from longmix.stages.logic.mds import MdsSpec, committed, publish, write_unit
+from longmix.stages.logic.mix import MixTarget
+from longmix.stages.logic.storage import StorageOptions
 
 VOCAB = 1000
 LENGTHS = {"code-64": ("code", 64), "web": ("web", 32)}
@@ -151,7 +151,7 @@ def test_proportions_off_by_more_than_the_tolerance(tmp_path):
 def test_cli_lists_failures_and_exits_non_zero(tmp_path):
     root = build(tmp_path)
     first_shard(root, "web").unlink()
-    command = [sys.executable, "-m", "pipeline.cli", "validate", str(root)]
+    command = [sys.executable, "-m", "longmix", "validate", str(root)]
     shown = subprocess.run(command, capture_output=True, text=True)
     assert shown.returncode == 1
     assert "web, b00000-a0/shard.00000.mds: missing_shard" in shown.stdout
@@ -194,7 +194,7 @@ def test_zstd_shards_validate_and_stream(tmp_path):
 
 
 def test_commits_of_another_config_are_cleared_before_resuming(tmp_path):
-    from stages.logic.mds import clear_stale
+    from longmix.stages.logic.mds import clear_stale
 
     old = MdsSpec(root=str(tmp_path), storage=StorageOptions(), digest="old")
     write_unit(old, "web", 0, [sample("web", 32, k) for k in range(3)], attempt=0)

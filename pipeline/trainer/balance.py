@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stages.logic.stats import segment_lengths
+from longmix.stages.logic.stats import segment_lengths
 
 
 def attended_pairs(indices: np.ndarray) -> int:

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from pipeline.mixfile import MIX_FILE
-from pipeline.report import REPORT_FILE
-from stages.logic.errors import LongmixError
-from stages.logic.stats import segment_lengths
-from stages.logic.storage import (
+from longmix.pipeline.mixfile import MIX_FILE
+from longmix.pipeline.report import REPORT_FILE
+from longmix.stages.logic.errors import LongmixError
+from longmix.stages.logic.stats import segment_lengths
+from longmix.stages.logic.storage import (
     StorageOptions,
     exists,
     is_s3,
@@ -132,7 +132,7 @@ def to_sample(output: Output, item: dict[str, Any]) -> Sample:
 
 def unreadable(path: str, exc: Exception) -> str:
     """Name the shard streaming could not read, when the output is local."""
-    from pipeline.shards import shard_problem
+    from longmix.pipeline.shards import shard_problem
 
     detail = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
     if not is_s3(path):

@@ -25,14 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.config import SmokeEvalConfig
-from pipeline.shards import download, shard_reader
-from pipeline.trainer.data import Output, Sample, Vocabulary
-from pipeline.trainer.extension import SELF_EXTEND_ATTENTION, SelfExtend
-from pipeline.trainer.masking import IGNORE, labels
-from pipeline.trainer.model import IMPLEMENTATIONS, attention_inputs, logit_chunk
-from stages.logic.errors import LongmixError
-from stages.logic.storage import StorageOptions, is_s3, join
+from longmix.pipeline.config import SmokeEvalConfig
+from longmix.pipeline.shards import download, shard_reader
+from longmix.pipeline.trainer.data import Output, Sample, Vocabulary
+from longmix.pipeline.trainer.extension import SELF_EXTEND_ATTENTION, SelfExtend
+from longmix.pipeline.trainer.masking import IGNORE, labels
+from longmix.pipeline.trainer.model import IMPLEMENTATIONS, attention_inputs, logit_chunk
+from longmix.stages.logic.errors import LongmixError
+from longmix.stages.logic.storage import StorageOptions, is_s3, join
 
 POSITION_EDGES = (0, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
 FACTORS = (1, 2, 4)  # evaluation lengths, in trained lengths

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from transformers import AttentionInterface, LlamaConfig, LlamaForCausalLM
 
-from pipeline.trainer.masking import (
+from longmix.pipeline.trainer.masking import (
     IGNORE,
     dense_mask,
     document_ids,

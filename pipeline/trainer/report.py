@@ -11,10 +11,10 @@ from typing import Any
 
 from rich.console import Console
 
-from pipeline.config import SmokeConfig
-from pipeline.tables import Table
-from pipeline.trainer.balance import Balance, attended_pairs
-from pipeline.trainer.data import Output, Sample
+from longmix.pipeline.config import SmokeConfig
+from longmix.pipeline.tables import Table
+from longmix.pipeline.trainer.balance import Balance, attended_pairs
+from longmix.pipeline.trainer.data import Output, Sample
 
 SMOKE_FILE = "_smoke.json"
 

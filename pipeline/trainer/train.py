@@ -17,21 +17,21 @@ from pathlib import Path
 import torch
 from rich.progress import Progress
 
-from pipeline.config import SmokeConfig
-from pipeline.trainer.balance import balance, device_order
-from pipeline.trainer.data import Sample, Vocabulary, open_output, read_epoch
-from pipeline.trainer.evaluate import evaluate, held_out
-from pipeline.trainer.masking import IGNORE, labels
-from pipeline.trainer.model import (
+from longmix.pipeline.config import SmokeConfig
+from longmix.pipeline.trainer.balance import balance, device_order
+from longmix.pipeline.trainer.data import Sample, Vocabulary, open_output, read_epoch
+from longmix.pipeline.trainer.evaluate import evaluate, held_out
+from longmix.pipeline.trainer.masking import IGNORE, labels
+from longmix.pipeline.trainer.model import (
     Attention,
     ModelShape,
     attention_inputs,
     build_model,
     loss_sum,
 )
-from pipeline.trainer.report import SmokeReport, StepRecord, build_report
-from stages.logic.errors import LongmixError
-from stages.logic.storage import StorageOptions
+from longmix.pipeline.trainer.report import SmokeReport, StepRecord, build_report
+from longmix.stages.logic.errors import LongmixError
+from longmix.stages.logic.storage import StorageOptions
 
 ROPE_THETA_64K = 8e6  # RECIPE: Llama-3's 5e5 raised for 64K ...
 ROPE_THETA_512K = 1.28e8  # ... and for 512K training

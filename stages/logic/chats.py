@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stages.logic.tokenizers import Tokenizer, TokenizerError
+from longmix.stages.logic.tokenizers import Tokenizer, TokenizerError
 
 LLAMA3_CHAT_TOKENS = ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")
 # Placeholders for the contents while a template is rendered: private-use characters,

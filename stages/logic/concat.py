@@ -14,9 +14,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from stages.logic.batches import batched, rows_of
-from stages.logic.schemas import DOCUMENT_SCHEMA, row_bytes
-from stages.logic.sources import SourceSpec
+from longmix.stages.logic.batches import batched, rows_of
+from longmix.stages.logic.schemas import DOCUMENT_SCHEMA, row_bytes
+from longmix.stages.logic.sources import SourceSpec
 
 INPUT_COLUMNS = ["id", "source", "domain", "kind", "group", "member", "text", "hash"]
 MemberRecord = tuple[str, bytes | None, int]  # a member's record id, text hash and bytes

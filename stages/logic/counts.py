@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from stages.logic.pack import Drops
-from stages.logic.schemas import SpecKey
-from stages.logic.tally import Tally
+from longmix.stages.logic.pack import Drops
+from longmix.stages.logic.schemas import SpecKey
+from longmix.stages.logic.tally import Tally
 
 READ_TALLY_COLUMNS = [
     "source",

@@ -7,7 +7,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from stages.logic.storage import StorageOptions, claim
+from longmix.stages.logic.storage import StorageOptions, claim
 
 HOLD_SECONDS = 600.0
 

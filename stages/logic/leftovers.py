@@ -6,12 +6,12 @@ from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
 
-from stages.logic.counts import count_drops
-from stages.logic.pack import Drops, PackSpec, pack_partials
-from stages.logic.rows import RowBuffer, SequenceSink, sequence_rows
-from stages.logic.schemas import SpecKey
-from stages.logic.stats import DEFAULT_THRESHOLDS
-from stages.logic.tally import Tally
+from longmix.stages.logic.counts import count_drops
+from longmix.stages.logic.pack import Drops, PackSpec, pack_partials
+from longmix.stages.logic.rows import RowBuffer, SequenceSink, sequence_rows
+from longmix.stages.logic.schemas import SpecKey
+from longmix.stages.logic.stats import DEFAULT_THRESHOLDS
+from longmix.stages.logic.tally import Tally
 
 
 def leftover_partition(

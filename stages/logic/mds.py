@@ -28,12 +28,18 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from stages.logic.errors import TaskError
-from stages.logic.faults import NO_FAULTS, Faults, fail_once_at, hold_once
-from stages.logic.mds_format import INDEX, ShardWriter, merged_index, raw_shard, shard_samples
-from stages.logic.pack import Sequence
-from stages.logic.rows import RowBuffer, batch_sequences
-from stages.logic.storage import (
+from longmix.stages.logic.errors import TaskError
+from longmix.stages.logic.faults import NO_FAULTS, Faults, fail_once_at, hold_once
+from longmix.stages.logic.mds_format import (
+    INDEX,
+    ShardWriter,
+    merged_index,
+    raw_shard,
+    shard_samples,
+)
+from longmix.stages.logic.pack import Sequence
+from longmix.stages.logic.rows import RowBuffer, batch_sequences
+from longmix.stages.logic.storage import (
     StorageOptions,
     claim,
     delete_file,

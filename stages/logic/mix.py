@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stages.logic.errors import LongmixError
-from stages.logic.schemas import SpecKey
+from longmix.stages.logic.errors import LongmixError
+from longmix.stages.logic.schemas import SpecKey
 
 
 class MixError(LongmixError):

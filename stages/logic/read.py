@@ -10,14 +10,14 @@ from functools import partial
 
 import pyarrow as pa
 
-from stages.logic.batches import batched
-from stages.logic.errors import TaskError
-from stages.logic.faults import NO_FAULTS, Faults, hold_before_read
-from stages.logic.fingerprints import Fingerprints
-from stages.logic.readers import BadRecordError, Skip, read_file, record_unit
-from stages.logic.schemas import READ_SCHEMA, read_rows, row_bytes
-from stages.logic.sources import SourceSpec
-from stages.logic.storage import StorageOptions, file_version, open_input
+from longmix.stages.logic.batches import batched
+from longmix.stages.logic.errors import TaskError
+from longmix.stages.logic.faults import NO_FAULTS, Faults, hold_before_read
+from longmix.stages.logic.fingerprints import Fingerprints
+from longmix.stages.logic.readers import BadRecordError, Skip, read_file, record_unit
+from longmix.stages.logic.schemas import READ_SCHEMA, read_rows, row_bytes
+from longmix.stages.logic.sources import SourceSpec
+from longmix.stages.logic.storage import StorageOptions, file_version, open_input
 
 
 @dataclass(frozen=True)

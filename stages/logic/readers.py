@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 import zstandard
 from datatrove.data import Document
 
-from stages.logic.errors import TaskError
-from stages.logic.sources import SourceSpec
+from longmix.stages.logic.errors import TaskError
+from longmix.stages.logic.sources import SourceSpec
 
 Opener = Callable[[str], IO[bytes]]
 

@@ -9,11 +9,11 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from stages.logic.counts import packing_key
-from stages.logic.pack import Sequence
-from stages.logic.schemas import SEQUENCE_SCHEMA, SpecKey
-from stages.logic.stats import DEFAULT_THRESHOLDS, count_lengths, document_lengths
-from stages.logic.tally import Tally
+from longmix.stages.logic.counts import packing_key
+from longmix.stages.logic.pack import Sequence
+from longmix.stages.logic.schemas import SEQUENCE_SCHEMA, SpecKey
+from longmix.stages.logic.stats import DEFAULT_THRESHOLDS, count_lengths, document_lengths
+from longmix.stages.logic.tally import Tally
 
 BATCH_TOKENS = 4 * 1024 * 1024
 BATCH_RECORDS = 8192

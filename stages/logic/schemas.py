@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 from datatrove.data import Document
 
-from stages.logic.readers import Skip
+from longmix.stages.logic.readers import Skip
 
 SpecKey = tuple[str, int]
 

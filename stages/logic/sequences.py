@@ -18,24 +18,24 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from stages.logic.batches import rows_of
-from stages.logic.concat import INPUT_COLUMNS as CONCAT_COLUMNS
-from stages.logic.concat import as_binary, concatenate_rows
-from stages.logic.counts import (
+from longmix.stages.logic.batches import rows_of
+from longmix.stages.logic.concat import INPUT_COLUMNS as CONCAT_COLUMNS
+from longmix.stages.logic.concat import as_binary, concatenate_rows
+from longmix.stages.logic.counts import (
     READ_TALLY_COLUMNS,
     count_document,
     count_drops,
     count_record,
     packing_key,
 )
-from stages.logic.pack import GroupPacker, PackSpec
-from stages.logic.rows import RowBuffer, SequenceSink
-from stages.logic.schemas import SpecKey
-from stages.logic.sources import SourceSpec
-from stages.logic.stats import DEFAULT_THRESHOLDS, count_lengths, member_token_counts
-from stages.logic.tally import Tally
-from stages.logic.tokenize import encode_documents
-from stages.logic.tokenizers import TokenizerSpec, load_tokenizer
+from longmix.stages.logic.pack import GroupPacker, PackSpec
+from longmix.stages.logic.rows import RowBuffer, SequenceSink
+from longmix.stages.logic.schemas import SpecKey
+from longmix.stages.logic.sources import SourceSpec
+from longmix.stages.logic.stats import DEFAULT_THRESHOLDS, count_lengths, member_token_counts
+from longmix.stages.logic.tally import Tally
+from longmix.stages.logic.tokenize import encode_documents
+from longmix.stages.logic.tokenizers import TokenizerSpec, load_tokenizer
 
 # What concatenation needs, what counting records needs, and the bucket.
 INPUT_COLUMNS = list(dict.fromkeys([*CONCAT_COLUMNS, *READ_TALLY_COLUMNS, "bucket"]))

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from stages.logic.tally import Tally
+from longmix.stages.logic.tally import Tally
 
 STAGES = ("read", "document", "packed")
 # The paper's Table 14 thresholds and its Table 3 "long document" threshold (tokens).

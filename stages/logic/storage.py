@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
-from stages.logic.redaction import scrub
+from longmix.stages.logic.redaction import scrub
 
 GLOB_CHARS = re.compile(r"[*?\[]")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from stages.logic.batches import rows_of
+from longmix.stages.logic.batches import rows_of
 
 Key = tuple[str, ...]
 MISSING = object()

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from stages.logic.chats import render_chat
-from stages.logic.errors import TaskError
-from stages.logic.tokenizers import Tokenizer
+from longmix.stages.logic.chats import render_chat
+from longmix.stages.logic.errors import TaskError
+from longmix.stages.logic.tokenizers import Tokenizer
 
 # Documents (and text bytes) in flight per tokenizer thread: enough look-ahead that a thread
 # never waits behind one huge document, little enough to keep a worker's memory bounded.

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from stages.logic.errors import LongmixError
+from longmix.stages.logic.errors import LongmixError
 
 CL100K_PATTERN = (
     r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
