@@ -39,7 +39,7 @@ def parser() -> argparse.ArgumentParser:
         "config",
         help="YAML config: sources (your own files by `format`, or a preset: "
         f"{', '.join(sorted(PRESETS))}), tokenizer, packing, mix; see the README's "
-        '"Bring your own data"',
+        '"Bring your own data" and docs/CONFIG.md',
     )
     add_common(prepare)
 
@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     notices = logging.StreamHandler()  # longmix's own notices, one line each on stderr
-    notices.setFormatter(logging.Formatter("longmix: %(message)s"))
+    # On a terminal a notice first clears the progress line it may interrupt.
+    clear = "\r\033[K" if sys.stderr.isatty() else ""
+    notices.setFormatter(logging.Formatter(f"{clear}longmix: %(message)s"))
     logger = logging.getLogger("longmix")
     logger.addHandler(notices)
     logger.setLevel(logging.INFO)

@@ -38,6 +38,7 @@ from longmix.pipeline.ownership import (
     refuse_foreign_folder,
     refuse_overlap,
 )
+from longmix.pipeline.progress import shown
 from longmix.pipeline.report import REPORT_FILE, RunReport
 from longmix.pipeline.spark import (
     build_session,
@@ -90,6 +91,7 @@ from longmix.stages.logic.storage import (
 )
 from longmix.stages.logic.tally import Tally
 from longmix.stages.logic.tokenizers import load_tokenizer
+from longmix.stages.progress import Progress
 
 DOCUMENTS_DIR = "documents"
 # A document can be tens of MB: parquet's min/max statistics and dictionary attempt would
@@ -364,7 +366,7 @@ def finished(saved: dict[str, Any] | None, config: Config, inputs_digest: str) -
     )
 
 
-def read(spark, config: Config, inputs: Inputs):
+def read(spark, config: Config, inputs: Inputs, progress: Progress | None = None):
     from longmix.stages.read import read_sources
 
     return read_sources(
@@ -376,6 +378,7 @@ def read(spark, config: Config, inputs: Inputs):
         config.read_target_bytes,
         inputs.fingerprints,
         faults(config),
+        progress,
     )
 
 
@@ -403,7 +406,9 @@ def duplicates(spark, hashes, config: Config, removed: bool, records: int) -> di
     return {"normalize": config.dedup.normalize, **duplicates_section(copies, groups, removed)}
 
 
-def deduplicated(spark, config: Config, inputs: Inputs, report: RunReport):
+def deduplicated(
+    spark, config: Config, inputs: Inputs, report: RunReport, progress: Progress | None = None
+):
     """The read records, and with `dedup.mode: exact` the `duplicates` section found first:
     the sources are read once for their hashes alone, then again with every copy turned into
     a skipped record (`duplicate`), so no copy reaches packing."""
@@ -411,7 +416,7 @@ def deduplicated(spark, config: Config, inputs: Inputs, report: RunReport):
 
     from longmix.stages.dedup import copies, record_hashes, without_copies
 
-    records = read(spark, config, inputs)
+    records = read(spark, config, inputs, progress)
     if config.dedup.mode != "exact":
         return records, None
     hashes = record_hashes(read(spark, config, inputs)).persist(StorageLevel.MEMORY_AND_DISK)
@@ -529,15 +534,17 @@ def write_sequences(
     buckets = config.packing.buckets
     uri = join(config.scratch, PACKED_DIR)
     sink = None if units is None else (units, directories(config))
-    records, found = deduplicated(spark, config, inputs, report)
+    progress = Progress.started(spark)
+    records, found = deduplicated(spark, config, inputs, report, progress)
     rows = build_sequences(
         records,
         plan,
         buckets,
         config.packing.partitions or spark.sparkContext.defaultParallelism * 2,
         sink,
+        progress,
     )
-    with report.stage("read_concatenate_tokenize_pack"):
+    with report.stage("read_concatenate_tokenize_pack"), shown(progress):
         rows.write.mode("overwrite").partitionBy("row_type").parquet(uri)
     with report.stage("pack_leftovers"):
         packed = spark.read.parquet(uri)

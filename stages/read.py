@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import replace
 from functools import partial
 
 import pyarrow as pa
+from pyspark.accumulators import Accumulator
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
 
@@ -16,13 +18,35 @@ from longmix.stages.logic.read import ReadTask, encode_bin, plan_bins, read_part
 from longmix.stages.logic.schemas import READ_SCHEMA
 from longmix.stages.logic.sources import SourceSpec
 from longmix.stages.logic.storage import StorageOptions
+from longmix.stages.progress import Progress
 
 
-def read_task(batches: Iterable[pa.RecordBatch], shared, fingerprints: Fingerprints, **kwargs):
-    """The evaluation n-grams come from the executor's copy of the broadcast."""
+def read_task(
+    batches: Iterable[pa.RecordBatch],
+    shared,
+    fingerprints: Fingerprints,
+    done: Accumulator | None = None,
+    **kwargs,
+):
+    """The evaluation n-grams come from the executor's copy of the broadcast; files, bytes
+    and documents read go to `done` (progress) when the task ends."""
     if shared is not None:
         fingerprints = replace(fingerprints, index=shared.value)
-    yield from read_partition(batches, fingerprints=fingerprints, **kwargs)
+    bins = list(batches)
+    documents = 0
+    for out in read_partition(bins, fingerprints=fingerprints, **kwargs):
+        documents += out.column("skip_reason").null_count
+        yield out
+    if done is not None:
+        files = [f for b in bins for j in b.column("files").to_pylist() for f in json.loads(j)]
+        done.add(
+            {
+                "read_tasks": 1,
+                "files": len(files),
+                "bytes": sum(f["size"] for f in files),
+                "documents": documents,
+            }
+        )
 
 
 def read_sources(
@@ -34,10 +58,15 @@ def read_sources(
     target_bytes: int,
     fingerprints: Fingerprints,
     faults: Faults = NO_FAULTS,
+    progress: Progress | None = None,
 ) -> DataFrame:
     """Documents and skipped records (READ_SCHEMA) of every file in `tasks`. The evaluation
     n-grams are broadcast: shipped to each executor once, not with every task."""
     bins = plan_bins(tasks, target_bytes, min_bins=spark.sparkContext.defaultParallelism)
+    if progress is not None:
+        progress.planned.update(
+            read_tasks=len(bins), files=len(tasks), bytes=sum(t.size for t in tasks)
+        )
     rows = [(index, encode_bin(b)) for index, b in enumerate(bins)]
     plan = spark.createDataFrame(
         spark.sparkContext.parallelize(rows, max(1, len(rows))), "bin int, files string"
@@ -52,5 +81,6 @@ def read_sources(
         storage=storage,
         strict=strict,
         faults=faults,
+        done=None if progress is None else progress.done,
     )
     return plan.mapInArrow(body, from_arrow_schema(READ_SCHEMA))

@@ -8,10 +8,12 @@ number of partitions or executors, so neither do the sequences.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from functools import partial
 
 import pyarrow as pa
+from pyspark.accumulators import Accumulator
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
@@ -20,13 +22,33 @@ from longmix.stages.concat import MEMBER_ORDER, unit, with_member_order
 from longmix.stages.logic.mds import MdsSpec
 from longmix.stages.logic.schemas import SEQUENCE_SCHEMA
 from longmix.stages.logic.sequences import INPUT_COLUMNS, SequencePlan, sequences_partition
+from longmix.stages.progress import Progress
 from longmix.stages.tasks import attempt_sink
 
 
 def sequences_task(
-    batches: Iterable[pa.RecordBatch], plan: SequencePlan, units: tuple[MdsSpec, dict] | None
+    batches: Iterable[pa.RecordBatch],
+    plan: SequencePlan,
+    units: tuple[MdsSpec, dict] | None,
+    done: Accumulator | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    yield from sequences_partition(batches, plan, attempt_sink(units))
+    """The pass's body; the sequences and tokens it wrote go to `done` (progress) at its end."""
+    sequences = tokens = 0
+    for out in sequences_partition(batches, plan, attempt_sink(units)):
+        for kind, length, record in zip(
+            out.column("row_type").to_pylist(),
+            out.column("seq_len").to_pylist(),
+            out.column("record").to_pylist(),
+            strict=True,
+        ):
+            if kind == "sequence":
+                sequences, tokens = sequences + 1, tokens + length
+            elif kind == "commit":
+                unit = json.loads(record)
+                sequences, tokens = sequences + unit["samples"], tokens + unit["tokens"]
+        yield out
+    if done is not None:
+        done.add({"pack_tasks": 1, "sequences": sequences, "tokens": tokens})
 
 
 def build_sequences(
@@ -35,6 +57,7 @@ def build_sequences(
     buckets: int,
     partitions: int,
     units: tuple[MdsSpec, dict] | None = None,
+    progress: Progress | None = None,
 ) -> DataFrame:
     """SEQUENCE_SCHEMA rows: sequences, each bucket's partial sequences, one tally per task.
     With `units` (the MDS spec and each (domain, length)'s directory) the sequences are
@@ -52,5 +75,9 @@ def build_sequences(
         .sortWithinPartitions("bucket", "order", "source", "unit", *MEMBER_ORDER)
         .select(*INPUT_COLUMNS)
     )
-    body = partial(sequences_task, plan=plan, units=units)
+    if progress is not None:
+        progress.planned.update(pack_tasks=partitions)
+    body = partial(
+        sequences_task, plan=plan, units=units, done=None if progress is None else progress.done
+    )
     return ordered.mapInArrow(body, from_arrow_schema(SEQUENCE_SCHEMA))
