@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -32,7 +33,8 @@ from longmix.stages.logic.storage import StorageOptions, exists, is_s3, join, re
 if TYPE_CHECKING:
     from longmix.pipeline.config import SmokeConfig
 
-console = Console(stderr=True)  # logs, progress and notices
+console = Console(stderr=True)  # progress and warnings
+log = logging.getLogger("longmix")  # notices: `longmix: ...` lines on stderr
 # Results (tables) on stdout; as wide as they need when written to a file or a pipe, where
 # rich would otherwise assume 80 columns and cut them.
 results = Console(width=None if sys.stdout.isatty() else 200)
@@ -45,9 +47,8 @@ def run_prepare(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     report = prepare(config, args.master)
     if report.data.get("already_complete"):
-        console.print(
-            f"{config.output}: already complete with this config and these inputs; nothing to do",
-            soft_wrap=True,
+        log.info(
+            f"{config.output}: already complete with this config and these inputs; nothing to do"
         )
         return 0
     print_summary(report.data)
@@ -67,7 +68,7 @@ def run_demo(args: argparse.Namespace) -> int:
     report = prepare(config, args.master)
     print_summary(report.data)
     outputs = ", ".join(f"{name} in {uri}" for name, uri in report["outputs"].items())
-    console.print(f"[bold green]demo done[/]: {outputs}; report in {config.output}/_report.json")
+    log.info(f"demo done: {outputs}; report in {config.output}/_report.json")
     return 0
 
 
@@ -76,8 +77,9 @@ def print_summary(report: dict[str, Any]) -> None:
     skipped = skipped_table(report)
     if skipped.rows:
         results.print(skipped.rich())
-    if "duplicates" in report:
-        results.print(duplicates_table(report["duplicates"]).rich())
+    duplicates = duplicates_table(report["duplicates"]) if "duplicates" in report else None
+    if duplicates and duplicates.rows:
+        results.print(duplicates.rich())
     if "contamination" in report:
         results.print(contamination_table(report["contamination"]).rich())
     if "packing" in report:
@@ -85,7 +87,7 @@ def print_summary(report: dict[str, Any]) -> None:
     if "mix" in report:
         results.print(mix_table(report["mix"]).rich())
     seconds = sum(report["stage_seconds"].values())
-    console.print(f"{report['input']['files']} input files, stages took {seconds:.1f} s")
+    log.info(f"{report['input']['files']} input files, stages took {seconds:.1f} s")
 
 
 def run_validate(args: argparse.Namespace) -> int:
@@ -131,7 +133,8 @@ def run_peek(args: argparse.Namespace) -> int:
     for number, document in enumerate(peeked.documents, start=1):
         out.rule(f"document {number} of {len(peeked.documents)}", style="cyan")
         for piece in document:
-            out.print(piece.text, style="green" if piece.trained else None, end="", markup=False)
+            trained = piece.trained and peeked.masked
+            out.print(piece.text, style="green" if trained else None, end="", markup=False)
         out.print()
     return 0
 
@@ -171,7 +174,7 @@ def run_stats(args: argparse.Namespace) -> int:
     share = {n: v["share_over_after_packing"] for n, v in views.items()}
     out.print(share_over_table(share).rich())
     if args.plots:
-        console.print(f"histograms written to {args.plots}")
+        log.info(f"histograms written to {args.plots}")
     return 0
 
 

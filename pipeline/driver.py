@@ -544,12 +544,13 @@ def write_sequences(
         sink,
         progress,
     )
-    with report.stage("read_concatenate_tokenize_pack"), shown(progress):
-        rows.write.mode("overwrite").partitionBy("row_type").parquet(uri)
-    with report.stage("pack_leftovers"):
-        packed = spark.read.parquet(uri)
-        leftovers = pack_leftovers(packed, plan.packs, buckets, plan.thresholds, sink)
-        leftovers.write.mode("append").partitionBy("row_type").parquet(uri)
+    with shown(progress):
+        with report.stage("read_concatenate_tokenize_pack"):
+            rows.write.mode("overwrite").partitionBy("row_type").parquet(uri)
+        with report.stage("pack_leftovers"):
+            packed = spark.read.parquet(uri)
+            leftovers = pack_leftovers(packed, plan.packs, buckets, plan.thresholds, sink, progress)
+            leftovers.write.mode("append").partitionBy("row_type").parquet(uri)
     handed_on = (
         spark.read.parquet(uri)
         .where(F.col("row_type").isin("tally", "commit"))

@@ -38,6 +38,7 @@ class Peeked:
     domain: str
     length: int
     documents: list[list[Piece]]  # one list per `indices` row, in order
+    masked: bool  # False: the sample has no `mask`, every token is trained
 
     def to_json(self) -> str:
         return json.dumps(
@@ -46,6 +47,7 @@ class Peeked:
                 "sample": self.sample,
                 "domain": self.domain,
                 "length": self.length,
+                "masked": self.masked,
                 "documents": [
                     {"text": "".join(p.text for p in pieces), "pieces": [vars(p) for p in pieces]}
                     for pieces in self.documents
@@ -96,26 +98,35 @@ def decoded(directory: str, sample: int, item: dict[str, Any], tokenizer: Tokeni
         documents.append(
             pieces(ids[start:end], None if mask is None else mask[start:end], tokenizer)
         )
-    return Peeked(directory, sample, str(item["domain"]), int(item["length"]), documents)
+    domain, length = str(item["domain"]), int(item["length"])
+    return Peeked(directory, sample, domain, length, documents, masked=mask is not None)
 
 
 def pieces(ids: np.ndarray, mask: np.ndarray | None, tokenizer: Tokenizer) -> list[Piece]:
-    """A document's tokens decoded in runs of equal mask (the whole document when unmasked)."""
+    """A document's tokens decoded in runs of equal mask (the whole document, trained, when
+    the sample has no mask)."""
     if mask is None or not len(ids):
-        return [Piece(tokenizer.decode(ids.tolist()), False)]
+        return [Piece(tokenizer.decode(ids.tolist()), mask is None)]
     cuts = np.flatnonzero(np.diff(mask)) + 1
     bounds = [0, *cuts.tolist(), len(ids)]
     return [Piece(tokenizer.decode(ids[a:b].tolist()), bool(mask[a])) for a, b in pairwise(bounds)]
 
 
 def plain_lines(peeked: Peeked) -> list[str]:
-    """The sample for a file or a pipe: a header line per document, trained text in marks."""
+    """The sample for a file or a pipe: a header line per document; where a `mask` says what
+    is trained, trained text in marks."""
+    left, right = TRAINED_MARKS
     lines = [
         f"{peeked.directory}, sample {peeked.sample}: domain {peeked.domain}, "
-        f"{peeked.length:,} tokens, {len(peeked.documents)} documents"
+        f"{peeked.length:,} tokens, {len(peeked.documents)} documents; "
+        + (f"trained text between {left} and {right}" if peeked.masked else "no mask: all trained")
     ]
-    left, right = TRAINED_MARKS
     for number, document in enumerate(peeked.documents, start=1):
         lines.append(f"──── document {number} of {len(peeked.documents)} ────")
-        lines.append("".join(f"{left}{p.text}{right}" if p.trained else p.text for p in document))
+        lines.append(
+            "".join(
+                f"{left}{p.text}{right}" if p.trained and peeked.masked else p.text
+                for p in document
+            )
+        )
     return lines

@@ -21,8 +21,9 @@ class Table:
         widest cell, and names wrap instead."""
         table = RichTable(title=self.title)
         for k, column in enumerate(self.columns):
-            if k < self.text_columns:
-                table.add_column(column, justify="left", overflow="fold")
+            if k < self.text_columns:  # names fold, but never below 12 columns
+                widest = max((len(row[k]) for row in self.rows), default=len(column))
+                table.add_column(column, justify="left", overflow="fold", min_width=min(12, widest))
                 continue
             widest = max((len(row[k]) for row in self.rows), default=0)
             table.add_column(column, justify="right", no_wrap=True, min_width=widest)

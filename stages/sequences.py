@@ -8,7 +8,6 @@ number of partitions or executors, so neither do the sequences.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from functools import partial
 
@@ -22,7 +21,7 @@ from longmix.stages.concat import MEMBER_ORDER, unit, with_member_order
 from longmix.stages.logic.mds import MdsSpec
 from longmix.stages.logic.schemas import SEQUENCE_SCHEMA
 from longmix.stages.logic.sequences import INPUT_COLUMNS, SequencePlan, sequences_partition
-from longmix.stages.progress import Progress
+from longmix.stages.progress import Progress, counting_writes
 from longmix.stages.tasks import attempt_sink
 
 
@@ -32,23 +31,9 @@ def sequences_task(
     units: tuple[MdsSpec, dict] | None,
     done: Accumulator | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """The pass's body; the sequences and tokens it wrote go to `done` (progress) at its end."""
-    sequences = tokens = 0
-    for out in sequences_partition(batches, plan, attempt_sink(units)):
-        for kind, length, record in zip(
-            out.column("row_type").to_pylist(),
-            out.column("seq_len").to_pylist(),
-            out.column("record").to_pylist(),
-            strict=True,
-        ):
-            if kind == "sequence":
-                sequences, tokens = sequences + 1, tokens + length
-            elif kind == "commit":
-                unit = json.loads(record)
-                sequences, tokens = sequences + unit["samples"], tokens + unit["tokens"]
-        yield out
-    if done is not None:
-        done.add({"pack_tasks": 1, "sequences": sequences, "tokens": tokens})
+    """The pass's body; the sequences and tokens it wrote go to `done` (progress)."""
+    out = sequences_partition(batches, plan, attempt_sink(units))
+    yield from counting_writes(out, done, "pack_tasks")
 
 
 def build_sequences(

@@ -42,7 +42,8 @@ def test_peek_cuts_a_sample_at_its_documents_and_marks_what_is_trained(reference
     assert shown.returncode == 0, shown.stderr[-2000:]
     lines = shown.stdout.splitlines()
     assert lines[0] == (
-        f"{chats}, sample 0: domain ultrachat, {peeked.length:,} tokens, {len(indices)} documents"
+        f"{chats}, sample 0: domain ultrachat, {peeked.length:,} tokens, {len(indices)} documents; "
+        "trained text between « and »"
     )
     assert sum(line.startswith("──── document ") for line in lines) == len(indices)
     assert TRAINED_MARKS[0] + "" in shown.stdout and "<|eot_id|>" + TRAINED_MARKS[1] in shown.stdout
@@ -50,5 +51,10 @@ def test_peek_cuts_a_sample_at_its_documents_and_marks_what_is_trained(reference
     assert machine.returncode == 0, machine.stderr[-2000:]
     found = json.loads(machine.stdout)
     assert found["sample"] == 1 and found["directory"] == next(iter(mix["domains"]))
+    if not found["masked"]:  # no mask: every token is trained, and nothing is marked
+        assert all(p["trained"] for d in found["documents"] for p in d["pieces"])
+        plain = peek_cli(str(reference), "--sample", "1").stdout
+        assert plain.splitlines()[0].endswith("no mask: all trained")
+        assert TRAINED_MARKS[0] not in plain
     wrong = peek_cli(str(reference / chats), "--sample", "100000")
     assert wrong.returncode == 2 and "holds samples 0 to" in wrong.stderr
