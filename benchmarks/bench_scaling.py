@@ -49,6 +49,7 @@ class Runs:
     seconds: list[float] = field(default_factory=list)
     tokens: int = 0
     stages: list[dict[str, float]] = field(default_factory=list)
+    tasks: int = 0  # of the packing pass (`_report.json`'s `pass`)
     peak: int = 0
     worker: int = 0
 
@@ -115,6 +116,7 @@ def run_longmix(folder: Path, backend: str, runs: Runs, attempt: int) -> None:
     report = json.loads((output / "_report.json").read_text())
     runs.tokens = sum(n["tokens_in"] for per in report["packing"].values() for n in per.values())
     runs.stages.append(report["stage_seconds"])
+    runs.tasks = report["pass"]["tasks"]
     runs.peak = max(runs.peak, measured.peak)
     workers = [size for proc, size in measured.largest.items() if "python" in proc]
     runs.worker = max([runs.worker, *workers])
@@ -234,8 +236,11 @@ def main() -> int:
     print(
         f"marginal_ratio_vs_bare={fits['tiktoken'][0] / bare['tiktoken']:.3f} "
         f"quicktok_marginal_tokens_per_s={fits['quicktok'][0]:.0f} "
+        f"quicktok_marginal_ratio_vs_bare={fits['quicktok'][0] / bare['quicktok']:.3f} "
         f"fixed_s={max(fits[name][1] for name in LONGMIX):.1f} "
-        f"vs_datatools={vs['S']:.3f} vs_datatools_4S={vs['4S']:.3f} cores={cores}"
+        f"vs_datatools={vs['S']:.3f} vs_datatools_4S={vs['4S']:.3f} cores={cores} "
+        f"pass_tasks_S={runs[('tiktoken', 'S')].tasks} "
+        f"pass_tasks_4S={runs[('tiktoken', '4S')].tasks}"
     )
     return 0
 

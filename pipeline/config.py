@@ -178,9 +178,15 @@ class DomainPacking(Strict):
 
 class PackingConfig(Strict):
     sequence_length: int = Field(default=65536, gt=0)
-    buckets: int = Field(default=64, gt=0, description="fixed packing units, not partitions")
+    buckets: int | None = Field(
+        default=None,
+        gt=0,
+        description="packing units; null: grows with the input, 2 x sqrt(MB), at least 64",
+    )
     domains: dict[str, DomainPacking] = Field(default_factory=dict)
-    partitions: int | None = Field(default=None, gt=0, description="default: 2 x cores")
+    partitions: int | None = Field(
+        default=None, gt=0, description="tasks of the pass; null: one per 2 MB of input"
+    )
     bfd_window_tokens: int = Field(
         default=DEFAULT_WINDOW_TOKENS, gt=0, description="tokens placed together by bfd"
     )

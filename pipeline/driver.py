@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from longmix.pipeline.ownership import (
 from longmix.pipeline.progress import shown
 from longmix.pipeline.report import REPORT_FILE, RunReport
 from longmix.pipeline.spark import (
-    build_session,
+    SessionStarting,
     caller_session_settings,
     refuse_workers_without_longmix,
     task_failures_as_errors,
@@ -51,6 +52,8 @@ from longmix.pipeline.specs import (
     directory_for,
     faults,
     mds_spec,
+    packing_buckets,
+    pass_tasks,
     produced_domains,
     sequence_plan,
     source_specs,
@@ -113,6 +116,9 @@ PACKED_DIR = "packed"
 PACKED_MARKER = "_packed.json"
 SHARDS_DIR = "shards"  # under scratch: every packed sequence once, when the mix is materialized
 Units = dict[tuple[str, int], dict[str, Any]]  # (directory, bucket) -> commit record
+# What Spark's UI and event log call the pass's jobs (benchmarks/bench_cluster.py reads them).
+PASS_JOB = "longmix: read, concatenate, tokenize, pack (the pass)"
+LEFTOVERS_JOB = "longmix: pack the buckets' partial sequences"
 log = logging.getLogger("longmix")
 
 
@@ -125,6 +131,7 @@ class Inputs:
     tasks: list[ReadTask]
     fingerprints: Fingerprints
     digest: str
+    buckets: int  # the pass's packing buckets (`specs.packing_buckets`)
 
 
 @dataclass
@@ -158,23 +165,26 @@ def prepare(config: Config, master: str | None = None, session=None) -> RunRepor
     saved = saved_report(config, storage)
     if finished(saved, config, digest):
         return RunReport.restored(saved)
-    if config.run.until != "documents":
-        preflight_tokenizer(config)
-    check_first_files(config, tasks)
-    inputs = Inputs(read_tasks_checked(tasks, config), fingerprints(config), digest)
-    claim_outputs(config, storage)
-    with run_lock(config.output, storage):
-        say_what_changed(config, saved, versions, storage)
-        write_versions(config.output, versions, storage)
-        report.add(
-            input={"files": len(tasks), "bytes": sum(t.size for t in tasks)},
-            inputs_sha256=digest,
-        )
-        spark = session or build_session(config.spark, master)
-        with task_failures_as_errors(), caller_session_settings(session):
-            outcome = run_stages(spark, config, inputs, report)
-        report.add(**outcome.sections, outputs=outcome.outputs)
-        write_results(config, report, outcome.stats, storage)
+    starting = nullcontext() if session is not None else SessionStarting(config.spark, master)
+    with starting:  # the JVM starts while the inputs are checked
+        if config.run.until != "documents":
+            preflight_tokenizer(config)
+        check_first_files(config, tasks)
+        buckets = packing_buckets(config, sum(t.size for t in tasks))
+        inputs = Inputs(read_tasks_checked(tasks, config), fingerprints(config), digest, buckets)
+        claim_outputs(config, storage)
+        with run_lock(config.output, storage):
+            say_what_changed(config, saved, versions, storage)
+            write_versions(config.output, versions, storage)
+            report.add(
+                input={"files": len(tasks), "bytes": sum(t.size for t in tasks)},
+                inputs_sha256=digest,
+            )
+            spark = session or starting.get()
+            with task_failures_as_errors(), caller_session_settings(session):
+                outcome = run_stages(spark, config, inputs, report)
+            report.add(**outcome.sections, outputs=outcome.outputs)
+            write_results(config, report, outcome.stats, storage)
     return report
 
 
@@ -531,7 +541,9 @@ def write_sequences(
     spec = tokenizer_spec(config.tokenizer, int(spark.conf.get("spark.task.cpus", "1")))
     tokenizer = load_tokenizer(spec)
     plan = sequence_plan(config, spec, tokenizer)
-    buckets = config.packing.buckets
+    buckets = inputs.buckets
+    input_bytes = sum(t.size for t in inputs.tasks)
+    partitions = pass_tasks(config, input_bytes, buckets, spark.sparkContext.defaultParallelism)
     uri = join(config.scratch, PACKED_DIR)
     sink = None if units is None else (units, directories(config))
     progress = Progress.started(spark)
@@ -540,17 +552,21 @@ def write_sequences(
         records,
         plan,
         buckets,
-        config.packing.partitions or spark.sparkContext.defaultParallelism * 2,
+        partitions,
         sink,
         progress,
     )
+    context = spark.sparkContext
     with shown(progress):
         with report.stage("read_concatenate_tokenize_pack"):
+            context.setJobDescription(PASS_JOB)
             rows.write.mode("overwrite").partitionBy("row_type").parquet(uri)
         with report.stage("pack_leftovers"):
+            context.setJobDescription(LEFTOVERS_JOB)
             packed = spark.read.parquet(uri)
             leftovers = pack_leftovers(packed, plan.packs, buckets, plan.thresholds, sink, progress)
             leftovers.write.mode("append").partitionBy("row_type").parquet(uri)
+    context.setJobDescription(None)
     handed_on = (
         spark.read.parquet(uri)
         .where(F.col("row_type").isin("tally", "commit"))
@@ -568,6 +584,7 @@ def write_sequences(
     refuse_lost_sources(config, sources)
     sections = {
         "tokenizer": tokenizer.identity(),
+        "pass": {"buckets": buckets, "tasks": partitions},
         "sources": sources,
         "documents": documents_section(tally),
         "packing": packing_section(tally),
@@ -619,7 +636,7 @@ def write_output(spark, config: Config, inputs: Inputs, report: RunReport) -> Ou
     replaced = clear_stale(shards)
     if replaced:
         log.warning("cleared the shards an earlier run wrote with another config or inputs")
-    say_resumed(config, shards)
+    say_resumed(config, shards, inputs.buckets)
     outcome = one_pass(spark, config, inputs, report, shards)
     targets = mix_targets(config, outcome.sections["packing"])
     units = outcome.units
@@ -640,12 +657,12 @@ def write_output(spark, config: Config, inputs: Inputs, report: RunReport) -> Ou
     return outcome
 
 
-def say_resumed(config: Config, shards: MdsSpec) -> None:
+def say_resumed(config: Config, shards: MdsSpec, buckets: int) -> None:
     """One line when a killed run's committed units are kept (not when a finished pass is
     reused)."""
     done = committed(shards)
     if done and not exists(join(shards.root, PASS_MARKER), shards.storage):
-        most = len(set(directories(config).values())) * config.packing.buckets
+        most = len(set(directories(config).values())) * buckets
         log.warning("resuming: %d of at most %d units already committed", len(done), most)
 
 

@@ -11,6 +11,8 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from longmix.pipeline.config import SparkConfig
@@ -115,6 +117,28 @@ def build_session(config: SparkConfig, master: str | None = None):
     if session.sparkContext.master.startswith("local"):
         quiet_task_failures(session)
     return session
+
+
+class SessionStarting:
+    """A SparkSession built on a thread of its own from now on, so that the JVM starts while
+    the driver checks the config and its inputs; `get()` waits for it. Leaving the `with`
+    block by an error waits for the start to end, so that the error's line is not lost in
+    the JVM's stderr filter and no half-started JVM is left behind."""
+
+    def __init__(self, config: SparkConfig, master: str | None):
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="longmix-spark-start")
+        self.future = self.pool.submit(build_session, config, master)
+        self.pool.shutdown(wait=False)
+
+    def get(self):
+        return self.future.result()
+
+    def __enter__(self) -> SessionStarting:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if kind is not None:
+            futures.wait([self.future])
 
 
 @contextlib.contextmanager

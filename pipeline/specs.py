@@ -3,6 +3,8 @@ and the output directory of every (domain, length). The only place that does."""
 
 from __future__ import annotations
 
+import math
+
 from longmix.pipeline.config import Config, TokenizerConfig
 from longmix.stages.logic.faults import Faults
 from longmix.stages.logic.mds import MdsSpec
@@ -89,6 +91,25 @@ def sequence_plan(config: Config, spec: TokenizerSpec, tokenizer: Tokenizer) -> 
         seed=config.run.seed,
         thresholds=config.stats.all_thresholds(),
     )
+
+
+def packing_buckets(config: Config, input_bytes: int) -> int:
+    """The pass's buckets: `packing.buckets`, else 2 x sqrt(input MB), at least 64. A bucket's
+    content depends on the seed and the bucket count alone, so a given input packs the same
+    on any cluster; the count grows slower than the input to keep the leftovers (one partial
+    sequence per bucket and (domain, length)) small: 64 up to 1 GB, 2,000 (of 500 MB) at 1 TB."""
+    if config.packing.buckets:
+        return config.packing.buckets
+    return max(64, math.ceil(2 * math.sqrt(input_bytes / 1e6)))
+
+
+def pass_tasks(config: Config, input_bytes: int, buckets: int, cores: int) -> int:
+    """Tasks of the pass: `packing.partitions`, else one per 2 MB of input (at least two per
+    core, at most one per bucket). Tasks never change what is packed, only how the buckets
+    are shared out, so they may follow the cluster; they grow with the input."""
+    if config.packing.partitions:
+        return config.packing.partitions
+    return min(buckets, max(2 * cores, math.ceil(input_bytes / 2e6)))
 
 
 def directory_for(config: Config, domain: str, length: int) -> str:

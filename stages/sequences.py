@@ -21,6 +21,7 @@ from longmix.stages.concat import MEMBER_ORDER, unit, with_member_order
 from longmix.stages.logic.mds import MdsSpec
 from longmix.stages.logic.schemas import SEQUENCE_SCHEMA
 from longmix.stages.logic.sequences import INPUT_COLUMNS, SequencePlan, sequences_partition
+from longmix.stages.partitioning import bucket_key
 from longmix.stages.progress import Progress, counting_writes
 from longmix.stages.tasks import attempt_sink
 
@@ -56,7 +57,7 @@ def build_sequences(
             F.pmod(F.xxhash64(seed, F.lit("bucket"), "source", "unit"), F.lit(buckets)).cast("int"),
         )
         .withColumn("order", F.xxhash64(seed, F.lit("order"), "source", "unit"))
-        .repartition(partitions, "bucket")
+        .repartition(partitions, bucket_key(F.col("bucket"), buckets, partitions))
         .sortWithinPartitions("bucket", "order", "source", "unit", *MEMBER_ORDER)
         .select(*INPUT_COLUMNS)
     )

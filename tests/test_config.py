@@ -116,3 +116,18 @@ def test_every_config_value_under_a_credential_key_is_masked(tmp_path):
     saved = str(config.redacted())
     assert "SECRET99" not in saved and "hf_abcdef" not in saved
     assert "http://REDACTED@host:9000" in saved
+
+
+def test_packing_buckets_grow_with_the_input_unless_set():
+    from longmix.pipeline.config import parse_config
+    from longmix.pipeline.specs import packing_buckets, pass_tasks
+
+    grown = parse_config({"run": {"output": "out"}, "sources": {}})
+    assert packing_buckets(grown, 0) == packing_buckets(grown, 10**9) == 64
+    assert packing_buckets(grown, 10**12) == 2000  # 1 TB: buckets of 500 MB
+    assert pass_tasks(grown, 11 * 10**6, 64, cores=2) == 6
+    assert pass_tasks(grown, 44 * 10**6, 64, cores=2) == 22  # 4x the input, more than 2x tasks
+    assert pass_tasks(grown, 10**6, 64, cores=16) == 32  # two per core at least
+    assert pass_tasks(grown, 10**12, 2000, cores=512) == 2000  # one per bucket at most
+    fixed = parse_config({"run": {"output": "out"}, "sources": {}, "packing": {"buckets": 64}})
+    assert packing_buckets(fixed, 10**12) == 64

@@ -4,6 +4,7 @@ rate and the time left; one line per update in a log, the totals last."""
 from __future__ import annotations
 
 import json
+import math
 import re
 
 from longmix.pipeline.progress import describe
@@ -40,6 +41,8 @@ def test_a_logged_run_prints_progress_lines_and_ends_with_the_totals(tmp_path):
     result = prepare_cli(config, tmp_path, "progress", env={"LONGMIX_PROGRESS_SECONDS": "0.2"})
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((output / "_report.json").read_text())
+    tasks = max(4, math.ceil(report["input"]["bytes"] / 2e6))  # local[2]: two per core at least
+    assert report["pass"] == {"buckets": 64, "tasks": tasks}
     lines = [s for s in result.stderr.splitlines() if s.startswith("longmix: progress: ")]
     files = report["input"]["files"]
     assert any("reading: " in s and f" of {files} files, " in s for s in lines), result.stderr
