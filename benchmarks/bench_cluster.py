@@ -179,13 +179,12 @@ def main() -> int:
             f"1 TB, stage {name}: {len(d)} tasks, {work[name] / 3600:.1f} task-hours, "
             f"largest {max(d):.0f} s, makespan on 512 cores {spans[name] / 3600:.2f} h"
         )
-    plan_1tb = durations
     total_work = sum(work.values())
     total_span = sum(spans.values())
     print(
         f"efficiency_512_at_1tb={total_work / (512 * total_span):.3f} "
         f"hours_512_at_1tb={total_span / 3600:.2f} "
-        f"tasks_per_gb={sum(len(d) for d in plan_1tb.values()) / (TB / 1e9):.2f}"
+        f"tasks_per_gb={sum(len(d) for d in durations.values()) / (TB / 1e9):.2f}"
     )
     return 0
 
