@@ -6,8 +6,8 @@ each stage's tasks are built from measured costs (the shortest task as the fixed
 rest per byte): the read stage as 1 TB / `read_target_bytes` even bins; the pass as
 `packing_buckets(1 TB)` buckets whose text is repositories drawn from the measured corpus's
 repository sizes and hashed into them (a repository is never split across buckets: its size
-is what makes tasks uneven); the leftovers (one task per (domain, length)) scaled to the
-partial sequences of that many buckets.
+is what makes tasks uneven); the leftovers (one task per (domain, length), or the driver's
+time for them where they fit the driver) scaled to the partial sequences of that many buckets.
 
     python benchmarks/bench_cluster.py [--mb 2048] [--workdir DIR] [--reuse]
 
@@ -141,6 +141,8 @@ def main() -> int:
     report = json.loads((output / "_report.json").read_text())
     (log,) = [p for p in events.iterdir() if not p.name.endswith(".inprogress")]
     tasks = stage_tasks(log)
+    if not tasks["leftovers"]:  # packed on the driver (they fit): its time as one task
+        tasks["leftovers"] = [report["stage_seconds"]["pack_leftovers"]]
     measured_bytes = report["input"]["bytes"]
     print(
         f"input {input_bytes / 1e9:.2f} GB, {report['input']['files']} files, "
@@ -170,6 +172,7 @@ def main() -> int:
         "pack": [
             pack[0] + pack[1] * b for b in bucket_bytes(texts, TB * text_per_file_byte, buckets_1tb)
         ],
+        # At 1 TB the partials no longer fit the driver: one Spark task per (domain, length).
         "leftovers": [d * buckets_1tb / report["pass"]["buckets"] for d in tasks["leftovers"]],
     }
     work = {name: sum(d) for name, d in durations.items()}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from longmix.pipeline.ownership import (
     refuse_foreign_folder,
     refuse_overlap,
 )
+from longmix.pipeline.plots import load_in_background
 from longmix.pipeline.progress import shown
 from longmix.pipeline.report import REPORT_FILE, RunReport
 from longmix.pipeline.spark import (
@@ -82,7 +84,7 @@ from longmix.stages.logic.fingerprints import Fingerprints
 from longmix.stages.logic.mds import PASS_MARKER, MdsSpec, clear_stale, committed, publish
 from longmix.stages.logic.mix import MixTarget, plan_mix
 from longmix.stages.logic.read import ReadTask
-from longmix.stages.logic.schemas import SpecKey
+from longmix.stages.logic.schemas import SEQUENCE_SCHEMA, SpecKey
 from longmix.stages.logic.storage import (
     StorageOptions,
     delete_file,
@@ -165,27 +167,50 @@ def prepare(config: Config, master: str | None = None, session=None) -> RunRepor
     saved = saved_report(config, storage)
     if finished(saved, config, digest):
         return RunReport.restored(saved)
-    starting = nullcontext() if session is not None else SessionStarting(config.spark, master)
+    input_bytes = sum(t.size for t in tasks)
+    starting = (
+        nullcontext() if session is not None else SessionStarting(config.spark, master, input_bytes)
+    )
     with starting:  # the JVM starts while the inputs are checked
         if config.run.until != "documents":
             preflight_tokenizer(config)
         check_first_files(config, tasks)
-        buckets = packing_buckets(config, sum(t.size for t in tasks))
+        buckets = packing_buckets(config, input_bytes)
         inputs = Inputs(read_tasks_checked(tasks, config), fingerprints(config), digest, buckets)
         claim_outputs(config, storage)
         with run_lock(config.output, storage):
             say_what_changed(config, saved, versions, storage)
             write_versions(config.output, versions, storage)
             report.add(
-                input={"files": len(tasks), "bytes": sum(t.size for t in tasks)},
+                input={"files": len(tasks), "bytes": input_bytes},
                 inputs_sha256=digest,
             )
             spark = session or starting.get()
+            warm_workers_meanwhile(spark, config)
             with task_failures_as_errors(), caller_session_settings(session):
                 outcome = run_stages(spark, config, inputs, report)
             report.add(**outcome.sections, outputs=outcome.outputs)
             write_results(config, report, outcome.stats, storage)
     return report
+
+
+def warm_workers_meanwhile(spark, config: Config) -> None:
+    """The executors' Python workers started, with the stages' modules and the tokenizer
+    loaded, on a thread while the driver plans the first job (`stages.warmup`). Only an
+    optimization: a failure here is left to the stages, which say what is wrong."""
+    from longmix.stages.warmup import warm_workers
+
+    tokenizer = None
+    if config.run.until != "documents":
+        tokenizer = tokenizer_spec(config.tokenizer, int(spark.conf.get("spark.task.cpus", "1")))
+
+    def warm() -> None:
+        try:
+            warm_workers(spark, tokenizer)
+        except Exception as exc:  # the stages meet the same cause and say it
+            log.debug("warming the Python workers failed: %s", exc)
+
+    threading.Thread(target=warm, name="longmix-warm-workers", daemon=True).start()
 
 
 def say_what_changed(
@@ -397,8 +422,11 @@ def dedup_partitions(spark) -> int:
 
 
 def duplicates(spark, hashes, config: Config, removed: bool, records: int) -> dict[str, Any]:
-    """The report's `duplicates` section from the `records` HASH_COLUMNS rows: counted on the
-    driver when they are few (`LOCAL_DEDUP_RECORDS`), else by Spark (only hashes shuffled)."""
+    """The report's `duplicates` section from the `records` HASH_COLUMNS rows (a DataFrame,
+    or an Arrow table already on the driver): counted on the driver when they are few
+    (`LOCAL_DEDUP_RECORDS`), else by Spark (only hashes shuffled)."""
+    import pyarrow as pa
+
     from longmix.stages import dedup
 
     def rows(found) -> list[dict[str, Any]]:
@@ -406,8 +434,8 @@ def duplicates(spark, hashes, config: Config, removed: bool, records: int) -> di
         return sorted(found, key=lambda r: sorted(r.items(), key=str))
 
     priority, partitions = config.dedup.priority, dedup_partitions(spark)
-    if records <= LOCAL_DEDUP_RECORDS:
-        table = hashes.toArrow()
+    if isinstance(hashes, pa.Table) or records <= LOCAL_DEDUP_RECORDS:
+        table = hashes if isinstance(hashes, pa.Table) else hashes.toArrow()
         copies = rows(duplicates_in_memory.copy_counts(table, priority))
         groups = rows(duplicates_in_memory.group_copy_counts(table, priority))
     else:
@@ -532,10 +560,10 @@ def write_sequences(
     sequences, one tally per task (the report's numbers) and each packed record's hash (`hash`
     rows, from which duplicates are counted), so no second pass or persisted
     copy of the corpus is needed to count it."""
+    import pyarrow.compute as pc
     from pyspark.sql import functions as F
 
     from longmix.stages.dedup import HASH_COLUMNS
-    from longmix.stages.leftovers import pack_leftovers
     from longmix.stages.sequences import build_sequences
 
     spec = tokenizer_spec(config.tokenizer, int(spark.conf.get("spark.task.cpus", "1")))
@@ -561,25 +589,26 @@ def write_sequences(
         with report.stage("read_concatenate_tokenize_pack"):
             context.setJobDescription(PASS_JOB)
             rows.write.mode("overwrite").partitionBy("row_type").parquet(uri)
+        # Hash rows come along when the read tasks counted few documents (a hint only: the
+        # duplicates counted are the same either way).
+        few = found is None and progress.counts().get("documents", 0) <= LOCAL_DEDUP_RECORDS
         with report.stage("pack_leftovers"):
             context.setJobDescription(LEFTOVERS_JOB)
-            packed = spark.read.parquet(uri)
-            leftovers = pack_leftovers(packed, plan.packs, buckets, plan.thresholds, sink, progress)
-            leftovers.write.mode("append").partitionBy("row_type").parquet(uri)
+            handed_on = pass_results(spark, uri, plan, buckets, sink, progress, few)
     context.setJobDescription(None)
-    handed_on = (
-        spark.read.parquet(uri)
-        .where(F.col("row_type").isin("tally", "commit"))
-        .select("row_type", "tally", "record")
-        .collect()
-    )
-    tally = Tally.merged([row.tally for row in handed_on if row.row_type == "tally"])
-    commits = [json.loads(row.record) for row in handed_on if row.row_type == "commit"]
+    kinds = handed_on.column("row_type").to_pylist()
+    tallies, records = handed_on.column("tally").to_pylist(), handed_on.column("record").to_pylist()
+    tally = Tally.merged([t for kind, t in zip(kinds, tallies, strict=True) if kind == "tally"])
+    commits = [json.loads(r) for kind, r in zip(kinds, records, strict=True) if kind == "commit"]
     if found is None:
         with report.stage("count_duplicates"):
-            hashes = spark.read.parquet(uri).where(F.col("row_type") == "hash")
             kept = sum(n["documents"] for n in tally.where("read").values())
-            found = duplicates(spark, hashes.select(*HASH_COLUMNS), config, False, kept)
+            if few:
+                hashes = handed_on.filter(pc.equal(handed_on["row_type"], "hash"))
+                found = duplicates(spark, hashes.select(HASH_COLUMNS), config, False, kept)
+            else:
+                hashes = pass_rows(spark, uri).where(F.col("row_type") == "hash")
+                found = duplicates(spark, hashes.select(*HASH_COLUMNS), config, False, kept)
     sources = sources_section(tally)
     refuse_lost_sources(config, sources)
     sections = {
@@ -602,6 +631,45 @@ def write_sequences(
     stats = stats_section(tally, config.stats.all_thresholds(), config.stats.long_document_tokens)
     units_written = {(r["directory"], r["bucket"]): r for r in commits}
     return Outcome(sections=sections, stats=stats, units=units_written)
+
+
+def pass_rows(spark, uri: str):
+    """The pass's rows as written (SEQUENCE_SCHEMA, split by `row_type`); the schema is
+    given, so reading them starts no job of its own."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return spark.read.schema(from_arrow_schema(SEQUENCE_SCHEMA)).parquet(uri)
+
+
+def pass_results(spark, uri: str, plan, buckets: int, sink, progress: Progress, hashes: bool):
+    """The pass's tally and commit rows (and `hash` rows with `hashes`) as one Arrow table,
+    after the buckets' partial sequences are packed: on the driver when they surely fit
+    (`leftovers_fit_driver`) and go to MDS units, else by Spark tasks appending their rows."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from pyspark.sql import functions as F
+
+    from longmix.stages.leftovers import (
+        leftovers_fit_driver,
+        pack_leftovers,
+        pack_leftovers_on_driver,
+    )
+
+    kinds = ["tally", "commit", *(["hash"] if hashes else [])]
+    if sink is not None and leftovers_fit_driver(plan.packs, buckets):
+        rows = pass_rows(spark, uri).where(F.col("row_type").isin(*kinds, "partial"))
+        table = rows.toArrow().select(SEQUENCE_SCHEMA.names).cast(SEQUENCE_SCHEMA)
+        partials = table.filter(pc.equal(table["row_type"], "partial"))
+        packed = pack_leftovers_on_driver(
+            partials, plan.packs, buckets, plan.thresholds, sink, progress
+        )
+        return pa.concat_tables([table.filter(pc.not_equal(table["row_type"], "partial")), packed])
+    leftovers = pack_leftovers(
+        pass_rows(spark, uri), plan.packs, buckets, plan.thresholds, sink, progress
+    )
+    leftovers.write.mode("append").partitionBy("row_type").parquet(uri)
+    rows = pass_rows(spark, uri).where(F.col("row_type").isin(*kinds))
+    return rows.toArrow().select(SEQUENCE_SCHEMA.names).cast(SEQUENCE_SCHEMA)
 
 
 def mix_targets(config: Config, packing: dict[str, Any]) -> dict[SpecKey, MixTarget]:
@@ -637,6 +705,8 @@ def write_output(spark, config: Config, inputs: Inputs, report: RunReport) -> Ou
     if replaced:
         log.warning("cleared the shards an earlier run wrote with another config or inputs")
     say_resumed(config, shards, inputs.buckets)
+    if not is_s3(config.output):  # the card's plots follow the pass
+        load_in_background()
     outcome = one_pass(spark, config, inputs, report, shards)
     targets = mix_targets(config, outcome.sections["packing"])
     units = outcome.units

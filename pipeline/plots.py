@@ -3,6 +3,7 @@ needed)."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,21 @@ DPI = 100
 # 10 colours, then the same colours dashed, dotted, dash-dotted: 40 series told apart.
 LINE_STYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D")
+
+
+def load_in_background() -> threading.Thread:
+    """matplotlib imported on a thread (about 0.4 s), e.g. while Spark runs a job, so that a
+    card's plots later do not wait for it."""
+
+    def load() -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot  # the import is the work
+
+    thread = threading.Thread(target=load, name="longmix-load-matplotlib", daemon=True)
+    thread.start()
+    return thread
 
 
 def series_style(index: int) -> dict[str, Any]:

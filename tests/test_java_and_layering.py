@@ -92,3 +92,32 @@ def test_the_driver_jvm_maps_the_class_archive_once_it_exists(tmp_path, monkeypa
     options = with_class_archive(settings)["spark.driver.extraJavaOptions"]
     assert options.startswith(f"-XX:SharedArchiveFile={archive} ")
     assert options.endswith(" -Dkept=1")
+
+
+def test_a_small_embedded_run_compiles_with_c1_alone_unless_told_otherwise():
+    from longmix.pipeline.config import SparkConfig
+    from longmix.pipeline.spark import QUICK_JIT_INPUT_BYTES, quick_jit
+
+    assert quick_jit(SparkConfig(), 40 * 1024**2)
+    assert not quick_jit(SparkConfig(), QUICK_JIT_INPUT_BYTES + 1)
+    assert not quick_jit(SparkConfig(), None)  # a session built for anything but a run
+    told = SparkConfig(conf={"spark.driver.extraJavaOptions": "-Xss4m"})
+    assert not quick_jit(told, 1)
+
+
+def test_the_embedded_jvm_starts_with_the_compiler_its_input_size_asks_for():
+    script = (
+        "from longmix.pipeline.config import SparkConfig\n"
+        "from longmix.pipeline.spark import build_session\n"
+        "spark = build_session(SparkConfig(master='local[1]', conf={'spark.ui.enabled': False}),"
+        " input_bytes=1000)\n"
+        "bean = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()\n"
+        "print(list(bean.getInputArguments()))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    arguments = result.stdout.strip().splitlines()[-1]
+    assert "-XX:TieredStopAtLevel=1" in arguments
+    assert "GCLockerRetryAllocationCount=100" in arguments  # longmix's other options kept
