@@ -121,6 +121,7 @@ Units = dict[tuple[str, int], dict[str, Any]]  # (directory, bucket) -> commit r
 # What Spark's UI and event log call the pass's jobs (benchmarks/bench_cluster.py reads them).
 PASS_JOB = "longmix: read, concatenate, tokenize, pack (the pass)"
 LEFTOVERS_JOB = "longmix: pack the buckets' partial sequences"
+COUNTS_JOB = "longmix: read the pass's counts back"
 log = logging.getLogger("longmix")
 
 
@@ -593,7 +594,6 @@ def write_sequences(
         # duplicates counted are the same either way).
         few = found is None and progress.counts().get("documents", 0) <= LOCAL_DEDUP_RECORDS
         with report.stage("pack_leftovers"):
-            context.setJobDescription(LEFTOVERS_JOB)
             handed_on = pass_results(spark, uri, plan, buckets, sink, progress, few)
     context.setJobDescription(None)
     kinds = handed_on.column("row_type").to_pylist()
@@ -656,7 +656,9 @@ def pass_results(spark, uri: str, plan, buckets: int, sink, progress: Progress, 
     )
 
     kinds = ["tally", "commit", *(["hash"] if hashes else [])]
+    context = spark.sparkContext
     if sink is not None and leftovers_fit_driver(plan.packs, buckets):
+        context.setJobDescription(COUNTS_JOB)
         rows = pass_rows(spark, uri).where(F.col("row_type").isin(*kinds, "partial"))
         table = rows.toArrow().select(SEQUENCE_SCHEMA.names).cast(SEQUENCE_SCHEMA)
         partials = table.filter(pc.equal(table["row_type"], "partial"))
@@ -667,7 +669,9 @@ def pass_results(spark, uri: str, plan, buckets: int, sink, progress: Progress, 
     leftovers = pack_leftovers(
         pass_rows(spark, uri), plan.packs, buckets, plan.thresholds, sink, progress
     )
+    context.setJobDescription(LEFTOVERS_JOB)
     leftovers.write.mode("append").partitionBy("row_type").parquet(uri)
+    context.setJobDescription(COUNTS_JOB)
     rows = pass_rows(spark, uri).where(F.col("row_type").isin(*kinds))
     return rows.toArrow().select(SEQUENCE_SCHEMA.names).cast(SEQUENCE_SCHEMA)
 

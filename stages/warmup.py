@@ -15,6 +15,8 @@ from pyspark.sql import SparkSession
 
 from longmix.stages.logic.tokenizers import TokenizerSpec, load_tokenizer
 
+WARMUP_JOB = "longmix: start the Python workers"
+
 
 def warm_task(
     batches: Iterable[pa.RecordBatch], tokenizer: TokenizerSpec | None
@@ -32,6 +34,8 @@ def warm_task(
 
 def warm_workers(spark: SparkSession, tokenizer: TokenizerSpec | None) -> None:
     """One task per core of the session, each on a Python worker of its own."""
-    slots = spark.sparkContext.defaultParallelism
+    context = spark.sparkContext
+    slots = context.defaultParallelism
     body = partial(warm_task, tokenizer=tokenizer)
+    context.setJobDescription(WARMUP_JOB)  # this thread's jobs only
     spark.range(slots, numPartitions=slots).mapInArrow(body, "id long").collect()
