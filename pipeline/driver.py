@@ -641,13 +641,27 @@ def pass_rows(spark, uri: str):
     return spark.read.schema(from_arrow_schema(SEQUENCE_SCHEMA)).parquet(uri)
 
 
+def pass_rows_table(spark, uri: str, kinds: list[str]):
+    """The pass's rows of these `row_type`s as one Arrow table (SEQUENCE_SCHEMA): read here
+    by pyarrow when the scratch is a plain local folder (no job to start), else by Spark."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+    from pyspark.sql import functions as F
+
+    if "://" in uri:
+        table = pass_rows(spark, uri).where(F.col("row_type").isin(*kinds)).toArrow()
+    else:  # Spark's committed files only: `_temporary` and `_SUCCESS` are skipped by name
+        rows = ds.dataset(uri, format="parquet", partitioning="hive")
+        table = rows.to_table(filter=pc.field("row_type").isin(kinds))
+    return table.select(SEQUENCE_SCHEMA.names).cast(SEQUENCE_SCHEMA)
+
+
 def pass_results(spark, uri: str, plan, buckets: int, sink, progress: Progress, hashes: bool):
     """The pass's tally and commit rows (and `hash` rows with `hashes`) as one Arrow table,
     after the buckets' partial sequences are packed: on the driver when they surely fit
     (`leftovers_fit_driver`) and go to MDS units, else by Spark tasks appending their rows."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    from pyspark.sql import functions as F
 
     from longmix.stages.leftovers import (
         leftovers_fit_driver,
@@ -659,8 +673,7 @@ def pass_results(spark, uri: str, plan, buckets: int, sink, progress: Progress, 
     context = spark.sparkContext
     if sink is not None and leftovers_fit_driver(plan.packs, buckets):
         context.setJobDescription(COUNTS_JOB)
-        rows = pass_rows(spark, uri).where(F.col("row_type").isin(*kinds, "partial"))
-        table = rows.toArrow().select(SEQUENCE_SCHEMA.names).cast(SEQUENCE_SCHEMA)
+        table = pass_rows_table(spark, uri, [*kinds, "partial"])
         partials = table.filter(pc.equal(table["row_type"], "partial"))
         packed = pack_leftovers_on_driver(
             partials, plan.packs, buckets, plan.thresholds, sink, progress
@@ -672,8 +685,7 @@ def pass_results(spark, uri: str, plan, buckets: int, sink, progress: Progress, 
     context.setJobDescription(LEFTOVERS_JOB)
     leftovers.write.mode("append").partitionBy("row_type").parquet(uri)
     context.setJobDescription(COUNTS_JOB)
-    rows = pass_rows(spark, uri).where(F.col("row_type").isin(*kinds))
-    return rows.toArrow().select(SEQUENCE_SCHEMA.names).cast(SEQUENCE_SCHEMA)
+    return pass_rows_table(spark, uri, kinds)
 
 
 def mix_targets(config: Config, packing: dict[str, Any]) -> dict[SpecKey, MixTarget]:

@@ -57,3 +57,41 @@ def test_driver_and_spark_tasks_pack_the_leftovers_into_the_same_shards(
     # the leftovers' units, numbered after the last bucket, are among the output's
     leftover_unit = f"b{PACKING['buckets']:05d}-"
     assert any(p.name.startswith(leftover_unit) for p in here.glob("*/*"))
+
+
+def test_the_pass_rows_read_here_equal_those_spark_reads(tmp_path, spark):
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    from longmix.pipeline.driver import pass_rows_table
+    from longmix.stages.logic.schemas import SEQUENCE_SCHEMA
+
+    def row(kind: str, k: int) -> dict:
+        values = dict.fromkeys(SEQUENCE_SCHEMA.names)
+        ids = list(range(k, k + 5))
+        return {
+            **values,
+            "row_type": kind,
+            "domain": "d",
+            "seq_len": 5,
+            "bucket": k,
+            "input_ids": ids,
+            "indices": [0, 5],
+            "tally": f"t{k}",
+            "hash": bytes([k]),
+        }
+
+    rows = [row(kind, k) for k, kind in enumerate(["tally", "commit", "partial", "hash"] * 3)]
+    frame = spark.createDataFrame(
+        pa.Table.from_pylist(rows, SEQUENCE_SCHEMA).to_pandas(),
+        from_arrow_schema(SEQUENCE_SCHEMA),
+    )
+    uri = str(tmp_path / "packed")
+    frame.write.partitionBy("row_type").parquet(uri)
+    kinds = ["tally", "partial"]
+    here = pass_rows_table(spark, uri, kinds)
+    there = pass_rows_table(spark, f"file://{uri}", kinds)
+    assert here.schema == there.schema == SEQUENCE_SCHEMA
+    order = [("bucket", "ascending")]
+    assert here.sort_by(order).to_pylist() == there.sort_by(order).to_pylist()
+    assert sorted(here.column("bucket").to_pylist()) == [0, 2, 4, 6, 8, 10]
