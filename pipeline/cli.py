@@ -209,8 +209,8 @@ def stopped(message: str, code: int) -> int:
 
 
 def fail(message: str, code: int) -> int:
-    # Spark's console progress bar leaves its line open when a job fails.
-    fresh_line = "\n" if spark_started() else ""
+    # A progress line on a terminal may be open when a job fails; a log file gets none.
+    fresh_line = "\n" if spark_started() and sys.stderr.isatty() else ""
     console.print(
         f"{fresh_line}longmix: error: {message}", markup=False, highlight=False, soft_wrap=True
     )

@@ -212,7 +212,8 @@ def run_smoke(args: argparse.Namespace) -> int:
     else:
         print_report(report.data, Console())
     if not is_s3(args.path):
-        console.print(f"data card updated: {refresh_card(Path(args.path))}")
+        card = refresh_card(Path(args.path))
+        console.print(f"longmix: data card updated: {card}", markup=False, highlight=False)
     return 0 if report.ok else 1
 
 

@@ -6,6 +6,7 @@ Errors name the file and the dotted key, so a typo in a 200-line config is found
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import json
 import re
@@ -532,9 +533,18 @@ def smoke_config(section: dict[str, Any] | None, overrides: list[str], origin: s
 
 
 def problems(exc: ValidationError, section: str | None = None) -> str:
-    """Every validation error as `dotted.key: message`."""
+    """Every validation error as `dotted.key: message`; an unknown key with the known key
+    it most resembles."""
     return "; ".join(
         f"{'.'.join(str(p) for p in ([section] if section else []) + list(err['loc']))}"
-        f"{'' if err['loc'] or section else '(top level)'}: {err['msg']}"
+        f"{'' if err['loc'] or section else '(top level)'}: {err['msg']}{suggestion(err)}"
         for err in exc.errors()
     )
+
+
+def suggestion(error: dict[str, Any]) -> str:
+    if error["type"] != "extra_forbidden" or not error["loc"]:
+        return ""
+    known = {name for model in Strict.__subclasses__() for name in model.model_fields}
+    close = difflib.get_close_matches(str(error["loc"][-1]), sorted(known), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""

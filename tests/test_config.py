@@ -131,3 +131,20 @@ def test_packing_buckets_grow_with_the_input_unless_set():
     assert pass_tasks(grown, 10**12, 2000, cores=512) == 2000  # one per bucket at most
     fixed = parse_config({"run": {"output": "out"}, "sources": {}, "packing": {"buckets": 64}})
     assert packing_buckets(fixed, 10**12) == 64
+
+
+def test_a_misspelt_key_is_named_with_the_key_it_resembles():
+    from longmix.pipeline.config import parse_config
+
+    source = {"format": "jsonl", "path": "docs.jsonl", "text_colum": "body"}
+    with pytest.raises(LongmixError) as raised:
+        parse_config({"run": {"output": "out"}, "sources": {"docs": source}, "tokenzier": {}})
+    message = str(raised.value)
+    assert (
+        "sources.docs.text_colum: Extra inputs are not permitted (did you mean text_column?)"
+        in message
+    )
+    assert "tokenzier: Extra inputs are not permitted (did you mean tokenizer?)" in message
+    with pytest.raises(LongmixError) as raised:
+        parse_config({"run": {"output": "out"}, "sources": {}, "packing": {"zzz": 1}})
+    assert str(raised.value).endswith("packing.zzz: Extra inputs are not permitted")

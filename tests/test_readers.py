@@ -125,7 +125,9 @@ def test_parquet_wrong_schema_undecodable_and_empty(tmp_path):
     wrong = corpus.write_parquet(
         tmp_path / "wrong.parquet", [{"body": "x"}], pa.schema([("body", pa.string())])
     )
-    assert skips(read("fineweb", wrong)) == [("wrong_schema", None)]
+    items = read("fineweb", wrong)
+    assert skips(items) == [("wrong_schema", None)]
+    assert items[0].detail == "missing column(s) text; the file has: body"
     binary = tmp_path / "binary.parquet"
     pq.write_table(
         pa.table({"text": pa.array([b"ok", b"\xff\xfe bad", b"", None], pa.binary())}), binary

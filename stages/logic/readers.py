@@ -174,7 +174,7 @@ def read_parquet(reader: RecordReader, raw: pa.NativeFile) -> Iterator[Document 
     missing = [c for c in spec.required_columns() if c not in names]
     if missing:
         rows = max(1, parquet.metadata.num_rows)
-        detail = f"missing column(s) {', '.join(missing)}"
+        detail = missing_columns(missing, parquet.schema_arrow.names)
         yield reader.skip(None, "wrong_schema", detail, records=rows)
         return
     if parquet.metadata.num_rows == 0:
@@ -182,6 +182,12 @@ def read_parquet(reader: RecordReader, raw: pa.NativeFile) -> Iterator[Document 
         return
     columns = sorted(set(spec.required_columns() + spec.optional_columns()) & names)
     yield from read_batches(reader, parquet.iter_batches(batch_size=512, columns=columns))
+
+
+def missing_columns(missing: list[str], present: list[str]) -> str:
+    """What a file lacks, and the columns it has (a few), so a misnamed column shows."""
+    shown = ", ".join(present[:12]) + (", ..." if len(present) > 12 else "")
+    return f"missing column(s) {', '.join(missing)}; the file has: {shown or 'no columns'}"
 
 
 def read_arrow(reader: RecordReader, raw: pa.NativeFile) -> Iterator[Document | Skip]:
@@ -205,7 +211,7 @@ def read_arrow(reader: RecordReader, raw: pa.NativeFile) -> Iterator[Document | 
         schema = batches.schema
     missing = [c for c in reader.spec.required_columns() if c not in schema.names]
     if missing:
-        yield reader.skip(None, "wrong_schema", f"missing column(s) {', '.join(missing)}")
+        yield reader.skip(None, "wrong_schema", missing_columns(missing, schema.names))
         return
     wanted = set(reader.spec.required_columns() + reader.spec.optional_columns())
     columns = [name for name in schema.names if name in wanted]
