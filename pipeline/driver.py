@@ -605,10 +605,9 @@ def write_sequences(
             kept = sum(n["documents"] for n in tally.where("read").values())
             if few:
                 hashes = handed_on.filter(pc.equal(handed_on["row_type"], "hash"))
-                found = duplicates(spark, hashes.select(HASH_COLUMNS), config, False, kept)
             else:
                 hashes = pass_rows(spark, uri).where(F.col("row_type") == "hash")
-                found = duplicates(spark, hashes.select(*HASH_COLUMNS), config, False, kept)
+            found = duplicates(spark, hashes.select(HASH_COLUMNS), config, False, kept)
     sources = sources_section(tally)
     refuse_lost_sources(config, sources)
     sections = {

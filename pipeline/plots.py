@@ -14,7 +14,7 @@ LINE_STYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D")
 
 
-def load_in_background() -> threading.Thread:
+def load_in_background() -> None:
     """matplotlib imported on a thread (about 0.4 s), e.g. while Spark runs a job, so that a
     card's plots later do not wait for it."""
 
@@ -24,9 +24,7 @@ def load_in_background() -> threading.Thread:
         matplotlib.use("Agg")
         import matplotlib.pyplot  # the import is the work
 
-    thread = threading.Thread(target=load, name="longmix-load-matplotlib", daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=load, name="longmix-load-matplotlib", daemon=True).start()
 
 
 def series_style(index: int) -> dict[str, Any]:
