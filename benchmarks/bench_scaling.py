@@ -3,10 +3,14 @@
 documents and cores.
 
     make peers   # datatools into benchmarks/.peers
-    python benchmarks/bench_scaling.py [--mb 150] [--repeats 3] [--workdir DIR]
+    python benchmarks/bench_scaling.py [--mb 150] [--repeats 3] [--workdir DIR] [--layout L]
 
 Corpora: real Python source of the installed packages in the Stack layout, S = `--mb` MB of
 text and 4S (renamed copies of repositories where the machine holds too little source).
+`--layout stack` (default) has longmix read the Stack files and concatenate them (the pass
+shuffles); `--layout jsonl` has it read the concatenated repositories from JSON Lines files,
+the documents datatools reads (your own data's shape: the pass reads and packs each bin of
+files in one task, no shuffle).
 Every timed run is a new process: `longmix prepare` to MDS with tiktoken (Llama-3, the
 tokenizer datatools uses) and with quicktok (cl100k); datatools `tokenize` + `pack` (64K,
 BOS/EOS, as many workers as cores) on the documents longmix concatenates (repositories,
@@ -26,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +45,7 @@ PEERS = Path(__file__).resolve().parent / ".peers"
 LENGTH = 65536
 LONGMIX = {"tiktoken": ("tiktoken", "llama3"), "quicktok": ("quicktok", "cl100k_base")}
 LLAMA3_BOS, LLAMA3_EOS = 128000, 128001
+JSONL_FILES = 32  # the jsonl layout's files, repositories dealt round-robin
 
 
 @dataclass
@@ -69,8 +75,16 @@ def corpus(workdir: Path, name: str, mb: int) -> Path:
     return folder
 
 
-def config(folder: Path, backend: str, name: str, output: Path, until: str = "mds") -> dict:
+def config(
+    folder: Path, backend: str, name: str, output: Path, until: str = "mds", layout: str = "stack"
+) -> dict:
     cores = os.cpu_count() or 1
+    stack = {"preset": "stack", "path": str(folder / "stack/data/*/*.parquet")}
+    own = {
+        "format": "jsonl",
+        "path": str(folder / "documents-jsonl/*.jsonl"),
+        "domain": "thestackv1_concat_by_repo",
+    }
     return {
         "run": {
             "name": "bench-scaling",
@@ -81,33 +95,43 @@ def config(folder: Path, backend: str, name: str, output: Path, until: str = "md
             "scratch": str(output.parent / f"{output.name}-scratch"),
         },
         "spark": {"master": f"local[{cores}]", "conf": {"spark.ui.enabled": False}},
-        "sources": {"stack": {"preset": "stack", "path": str(folder / "stack/data/*/*.parquet")}},
+        "sources": {"stack": stack} if layout == "stack" else {"repositories": own},
         "tokenizer": {"backend": backend, "name": name},
         "packing": {"sequence_length": LENGTH},
     }
 
 
 def documents(folder: Path) -> tuple[list[Path], Path]:
-    """The concatenated repositories as parquet, and as JSON Lines for datatools, whose
-    parquet loader cannot be pickled to its workers (untimed)."""
+    """The concatenated repositories as parquet, and as JSON Lines: one file for datatools,
+    whose parquet loader cannot be pickled to its workers, and JSONL_FILES files for the
+    jsonl layout (untimed)."""
     out = folder / "documents"
     lines = folder / "documents.jsonl"
     if not lines.exists():
         checkpoint = config(folder, "tiktoken", "llama3", out, until="documents")
         subprocess.run(prepare_command(checkpoint, folder / "documents.json"), check=True)
-        with open(lines, "w") as stream:
+        shards = folder / "documents-jsonl"
+        shards.mkdir(exist_ok=True)
+        with ExitStack() as files, open(lines, "w") as stream:
+            names = [shards / f"part-{i:03d}.jsonl" for i in range(JSONL_FILES)]
+            streams = [files.enter_context(open(name, "w")) for name in names]
+            count = 0
             for path in sorted((out / "documents").glob("*.parquet")):
                 for batch in pq.ParquetFile(path).iter_batches(columns=["text"], batch_size=8):
                     for text in batch.column(0).to_pylist():
-                        stream.write(json.dumps({"text": text}) + "\n")
+                        line = json.dumps({"text": text}) + "\n"
+                        stream.write(line)
+                        streams[count % JSONL_FILES].write(line)
+                        count += 1
     return sorted((out / "documents").glob("*.parquet")), lines
 
 
-def run_longmix(folder: Path, backend: str, runs: Runs, attempt: int) -> None:
+def run_longmix(folder: Path, backend: str, runs: Runs, attempt: int, layout: str) -> None:
     output = folder / f"out-{backend}-{attempt}"
     subprocess.run(["rm", "-rf", str(output), f"{output}-scratch", f"{output}-cards"], check=True)
     backend_name, name = LONGMIX[backend]
-    command = prepare_command(config(folder, backend_name, name, output), folder / "run.json")
+    settings = config(folder, backend_name, name, output, layout=layout)
+    command = prepare_command(settings, folder / "run.json")
     start = time.perf_counter()
     measured = run_measured(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     runs.seconds.append(time.perf_counter() - start)
@@ -182,6 +206,7 @@ def main() -> int:
     parser.add_argument("--mb", type=int, default=150, help="size S in MB of text (4S too)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--layout", choices=["stack", "jsonl"], default="stack")
     args = parser.parse_args()
     if not (PEERS / "datatools").exists():
         print("datatools is not installed: run `make peers` first", file=sys.stderr)
@@ -194,7 +219,7 @@ def main() -> int:
     for attempt in range(args.repeats):
         for size, folder in sizes.items():
             for backend in LONGMIX:
-                run_longmix(folder, backend, runs[(backend, size)], attempt)
+                run_longmix(folder, backend, runs[(backend, size)], attempt, args.layout)
             run_datatools(folder, files[size][1], runs[("datatools", size)], attempt)
             runs[("datatools", size)].tokens = runs[("tiktoken", size)].tokens
     cores = os.cpu_count() or 1
@@ -240,7 +265,7 @@ def main() -> int:
         f"fixed_s={max(fits[name][1] for name in LONGMIX):.1f} "
         f"vs_datatools={vs['S']:.3f} vs_datatools_4S={vs['4S']:.3f} cores={cores} "
         f"pass_tasks_S={runs[('tiktoken', 'S')].tasks} "
-        f"pass_tasks_4S={runs[('tiktoken', '4S')].tasks}"
+        f"pass_tasks_4S={runs[('tiktoken', '4S')].tasks} layout={args.layout}"
     )
     return 0
 

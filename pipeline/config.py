@@ -182,11 +182,14 @@ class PackingConfig(Strict):
     buckets: int | None = Field(
         default=None,
         gt=0,
-        description="packing units; null: grows with the input, 2 x sqrt(MB), at least 64",
+        description=(
+            "packing units; null: grows with the input, 2 x sqrt(MB), at least 64 (the direct "
+            "pass: a bin of files per 4 MB, at most that many)"
+        ),
     )
     domains: dict[str, DomainPacking] = Field(default_factory=dict)
     partitions: int | None = Field(
-        default=None, gt=0, description="tasks of the pass; null: one per 2 MB of input"
+        default=None, gt=0, description="tasks of the shuffled pass; null: one per 2 MB of input"
     )
     bfd_window_tokens: int = Field(
         default=DEFAULT_WINDOW_TOKENS, gt=0, description="tokens placed together by bfd"

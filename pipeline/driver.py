@@ -50,11 +50,13 @@ from longmix.pipeline.spark import (
     task_failures_as_errors,
 )
 from longmix.pipeline.specs import (
+    direct_bins,
+    direct_pass,
     directories,
     directory_for,
     faults,
     mds_spec,
-    packing_buckets,
+    pass_buckets,
     pass_tasks,
     produced_domains,
     sequence_plan,
@@ -134,7 +136,7 @@ class Inputs:
     tasks: list[ReadTask]
     fingerprints: Fingerprints
     digest: str
-    buckets: int  # the pass's packing buckets (`specs.packing_buckets`)
+    buckets: int  # the pass's packing buckets (`specs.pass_buckets`)
 
 
 @dataclass
@@ -176,8 +178,8 @@ def prepare(config: Config, master: str | None = None, session=None) -> RunRepor
         if config.run.until != "documents":
             preflight_tokenizer(config)
         check_first_files(config, tasks)
-        buckets = packing_buckets(config, input_bytes)
-        inputs = Inputs(read_tasks_checked(tasks, config), fingerprints(config), digest, buckets)
+        checked = read_tasks_checked(tasks, config)
+        inputs = Inputs(checked, fingerprints(config), digest, pass_buckets(config, checked))
         claim_outputs(config, storage)
         with run_lock(config.output, storage):
             say_what_changed(config, saved, versions, storage)
@@ -565,26 +567,36 @@ def write_sequences(
     from pyspark.sql import functions as F
 
     from longmix.stages.dedup import HASH_COLUMNS
+    from longmix.stages.direct import direct_sequences
+    from longmix.stages.read import read_arguments
     from longmix.stages.sequences import build_sequences
 
     spec = tokenizer_spec(config.tokenizer, int(spark.conf.get("spark.task.cpus", "1")))
     tokenizer = load_tokenizer(spec)
     plan = sequence_plan(config, spec, tokenizer)
     buckets = inputs.buckets
-    input_bytes = sum(t.size for t in inputs.tasks)
-    partitions = pass_tasks(config, input_bytes, buckets, spark.sparkContext.defaultParallelism)
     uri = join(config.scratch, PACKED_DIR)
     sink = None if units is None else (units, directories(config))
     progress = Progress.started(spark)
-    records, found = deduplicated(spark, config, inputs, report, progress)
-    rows = build_sequences(
-        records,
-        plan,
-        buckets,
-        partitions,
-        sink,
-        progress,
-    )
+    if direct_pass(config):
+        found, partitions = None, buckets
+        arguments = read_arguments(
+            spark,
+            inputs.fingerprints,
+            source_specs(config),
+            storage_options(config),
+            config.run.strict,
+            faults(config),
+            progress,
+        )
+        bins = direct_bins(config, inputs.tasks)
+        rows = direct_sequences(spark, bins, plan, arguments, sink, progress)
+    else:
+        input_bytes = sum(t.size for t in inputs.tasks)
+        cores = spark.sparkContext.defaultParallelism
+        partitions = pass_tasks(config, input_bytes, buckets, cores)
+        records, found = deduplicated(spark, config, inputs, report, progress)
+        rows = build_sequences(records, plan, buckets, partitions, sink, progress)
     context = spark.sparkContext
     with shown(progress):
         with report.stage("read_concatenate_tokenize_pack"):
@@ -612,7 +624,7 @@ def write_sequences(
     refuse_lost_sources(config, sources)
     sections = {
         "tokenizer": tokenizer.identity(),
-        "pass": {"buckets": buckets, "tasks": partitions},
+        "pass": {"buckets": buckets, "tasks": partitions, "shuffle": not direct_pass(config)},
         "sources": sources,
         "documents": documents_section(tally),
         "packing": packing_section(tally),

@@ -10,6 +10,7 @@ from longmix.stages.logic.faults import Faults
 from longmix.stages.logic.mds import MdsSpec
 from longmix.stages.logic.mix import directory_name
 from longmix.stages.logic.pack import PackSpec, carries_mask
+from longmix.stages.logic.read import ReadTask, plan_bins
 from longmix.stages.logic.schemas import SpecKey
 from longmix.stages.logic.sequences import SequencePlan
 from longmix.stages.logic.sources import PRESETS, SourceSpec
@@ -93,6 +94,10 @@ def sequence_plan(config: Config, spec: TokenizerSpec, tokenizer: Tokenizer) -> 
     )
 
 
+# Input bytes per bin of the direct pass: a 40 MB input runs in 10 tasks, 160 MB in 40.
+DIRECT_BIN_BYTES = 4_000_000
+
+
 def packing_buckets(config: Config, input_bytes: int) -> int:
     """The pass's buckets: `packing.buckets`, else 2 x sqrt(input MB), at least 64. A bucket's
     content depends on the seed and the bucket count alone, so a given input packs the same
@@ -101,6 +106,42 @@ def packing_buckets(config: Config, input_bytes: int) -> int:
     if config.packing.buckets:
         return config.packing.buckets
     return max(64, math.ceil(2 * math.sqrt(input_bytes / 1e6)))
+
+
+def direct_pass(config: Config) -> bool:
+    """Whether the pass runs without a shuffle (`stages.direct`): no source concatenates
+    records into documents and no exact duplicate is removed before packing, so no record
+    needs to meet one from another file."""
+    concatenated = any(spec.concatenated for spec in source_specs(config).values())
+    return not concatenated and config.dedup.mode != "exact"
+
+
+def direct_bins(config: Config, tasks: list[ReadTask]) -> list[list[ReadTask]]:
+    """The direct pass's bins, one bucket each: `packing.buckets` bins, else one per
+    DIRECT_BIN_BYTES of input up to `packing_buckets`; never more than the files and pieces.
+    A parquet file larger than a bin's share (at least DIRECT_BIN_BYTES) is cut into pieces of
+    about that size (row groups are never split); other files stay whole. The bins depend on
+    the input list alone (not on executors, partitions or `read_target_bytes`), so a given
+    input packs the same on any cluster."""
+    input_bytes = sum(t.size for t in tasks)
+    count = config.packing.buckets or min(
+        packing_buckets(config, input_bytes), max(1, math.ceil(input_bytes / DIRECT_BIN_BYTES))
+    )
+    share = max(DIRECT_BIN_BYTES, math.ceil(input_bytes / count))
+    parquet = {name for name, spec in source_specs(config).items() if spec.format == "parquet"}
+    pieces = [
+        piece
+        for task in tasks
+        for piece in (task.pieces(-(-task.size // share)) if task.source in parquet else [task])
+    ]
+    return plan_bins(pieces, max(1, input_bytes), min_bins=count)
+
+
+def pass_buckets(config: Config, tasks: list[ReadTask]) -> int:
+    """The pass's buckets: the direct pass's bins, else `packing_buckets`."""
+    if direct_pass(config):
+        return len(direct_bins(config, tasks))
+    return packing_buckets(config, sum(t.size for t in tasks))
 
 
 def pass_tasks(config: Config, input_bytes: int, buckets: int, cores: int) -> int:

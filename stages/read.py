@@ -42,8 +42,8 @@ def read_task(
         done.add(
             {
                 "read_tasks": 1,
-                "files": len(files),
-                "bytes": sum(f["size"] for f in files),
+                "files": sum(1 for f in files if not f.get("start")),  # a file's first piece
+                "bytes": sum(f["end"] - f["start"] if f.get("end") else f["size"] for f in files),
                 "documents": documents,
             }
         )
@@ -60,27 +60,49 @@ def read_sources(
     faults: Faults = NO_FAULTS,
     progress: Progress | None = None,
 ) -> DataFrame:
-    """Documents and skipped records (READ_SCHEMA) of every file in `tasks`. The evaluation
-    n-grams are broadcast: shipped to each executor once, not with every task."""
+    """Documents and skipped records (READ_SCHEMA) of every file in `tasks`."""
     bins = plan_bins(tasks, target_bytes, min_bins=spark.sparkContext.defaultParallelism)
-    if progress is not None:
-        progress.planned.update(
-            read_tasks=len(bins), files=len(tasks), bytes=sum(t.size for t in tasks)
-        )
-    rows = [(index, encode_bin(b)) for index, b in enumerate(bins)]
-    plan = spark.createDataFrame(
-        spark.sparkContext.parallelize(rows, max(1, len(rows))), "bin int, files string"
-    )
-    index = fingerprints.index
-    shared = None if index is None else spark.sparkContext.broadcast(index)
     body = partial(
         read_task,
-        shared=shared,
-        fingerprints=replace(fingerprints, index=None),
-        specs=specs,
-        storage=storage,
-        strict=strict,
-        faults=faults,
-        done=None if progress is None else progress.done,
+        **read_arguments(spark, fingerprints, specs, storage, strict, faults, progress),
     )
-    return plan.mapInArrow(body, from_arrow_schema(READ_SCHEMA))
+    return bins_frame(spark, bins, progress).mapInArrow(body, from_arrow_schema(READ_SCHEMA))
+
+
+def bins_frame(spark: SparkSession, bins: list[list[ReadTask]], progress: Progress | None):
+    """One row per bin (`bin` int: its index, `files`: its files as JSON), one partition
+    each, so each bin is one task."""
+    if progress is not None:
+        files = [t for b in bins for t in b]
+        progress.planned.update(
+            read_tasks=len(bins),
+            files=len({t.uri for t in files}),
+            bytes=sum(t.weight for t in files),
+        )
+    rows = [(index, encode_bin(b)) for index, b in enumerate(bins)]
+    return spark.createDataFrame(
+        spark.sparkContext.parallelize(rows, max(1, len(rows))), "bin int, files string"
+    )
+
+
+def read_arguments(
+    spark: SparkSession,
+    fingerprints: Fingerprints,
+    specs: dict[str, SourceSpec],
+    storage: StorageOptions,
+    strict: bool,
+    faults: Faults,
+    progress: Progress | None,
+) -> dict:
+    """`read_task`'s arguments but the bins. The evaluation n-grams are broadcast: shipped to
+    each executor once, not with every task."""
+    index = fingerprints.index
+    return {
+        "shared": None if index is None else spark.sparkContext.broadcast(index),
+        "fingerprints": replace(fingerprints, index=None),
+        "specs": specs,
+        "storage": storage,
+        "strict": strict,
+        "faults": faults,
+        "done": None if progress is None else progress.done,
+    }

@@ -8,6 +8,7 @@ import math
 import re
 
 from longmix.pipeline.progress import describe
+from longmix.pipeline.specs import DIRECT_BIN_BYTES
 from tests.conftest import TEST_SPARK_CONF, cards_beside, prepare_cli
 from tests.test_own_data import own_files
 
@@ -41,10 +42,14 @@ def test_a_logged_run_prints_progress_lines_and_ends_with_the_totals(tmp_path):
     result = prepare_cli(config, tmp_path, "progress", env={"LONGMIX_PROGRESS_SECONDS": "0.2"})
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((output / "_report.json").read_text())
-    tasks = max(4, math.ceil(report["input"]["bytes"] / 2e6))  # local[2]: two per core at least
-    assert report["pass"] == {"buckets": 64, "tasks": tasks}
+    files, bins = report["input"]["files"], math.ceil(report["input"]["bytes"] / DIRECT_BIN_BYTES)
+    # Own files need no shuffle: one task per bin of files, one bin per 4 MB.
+    assert report["pass"] == {
+        "buckets": min(files, bins),
+        "tasks": min(files, bins),
+        "shuffle": False,
+    }
     lines = [s for s in result.stderr.splitlines() if s.startswith("longmix: progress: ")]
-    files = report["input"]["files"]
     assert any("reading: " in s and f" of {files} files, " in s for s in lines), result.stderr
     final = re.fullmatch(
         r"longmix: progress: packing: (\d+) of (\d+) tasks, ([\d,]+) sequences, .*", lines[-1]

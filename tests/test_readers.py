@@ -145,6 +145,38 @@ def test_parquet_wrong_schema_undecodable_and_empty(tmp_path):
     assert skips(read("fineweb", garbage)) == [("unreadable_file", None)]
 
 
+def read_pieces(path: Path, count: int):
+    task = ReadTask("fineweb", str(path), path.name, path.stat().st_size)
+    return [
+        list(read_file(PRESETS["fineweb"], str(path), path.name, opener, (p.start, p.end)))
+        for p in task.pieces(count)
+    ]
+
+
+def test_a_parquet_file_in_pieces_reads_as_the_whole(tmp_path):
+    records = [
+        {"text": f"document {i} " + "word " * (i % 50) if i % 7 else "", "id": f"d{i}"}
+        for i in range(500)
+    ]
+    path = tmp_path / "big.parquet"
+    pq.write_table(pa.Table.from_pylist(records), path, row_group_size=37)
+    whole = read("fineweb", path)
+    for count in (2, 5, 14, 60):  # fewer and more pieces than the 14 row groups
+        pieces = read_pieces(path, count)
+        joined = [item for piece in pieces for item in piece]
+        assert [(d.id, d.text) for d in joined if not isinstance(d, Skip)] == [
+            (d.id, d.text) for d in whole if not isinstance(d, Skip)
+        ]
+        assert skips(joined) == skips(whole) and len(skips(whole)) == 72  # records numbered alike
+        assert sum(1 for piece in pieces if piece) >= min(count, 14) // 2  # truly shared out
+    wrong = corpus.write_parquet(
+        tmp_path / "wrong.parquet", [{"body": "x"}] * 300, pa.schema([("body", pa.string())])
+    )
+    pieces = read_pieces(wrong, 3)  # a file-level skip comes once, from the first piece
+    assert [skips(p) for p in pieces] == [[("wrong_schema", None)], [], []]
+    assert pieces[0][0].records == 300
+
+
 @pytest.mark.parametrize("name", ["empty.jsonl", "empty.jsonl.zst", "empty.json.gz"])
 def test_empty_line_files(tmp_path, name):
     path = tmp_path / name

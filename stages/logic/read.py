@@ -5,8 +5,9 @@ from __future__ import annotations
 import heapq
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
+from itertools import pairwise
 
 import pyarrow as pa
 
@@ -22,12 +23,29 @@ from longmix.stages.logic.storage import StorageOptions, file_version, open_inpu
 
 @dataclass(frozen=True)
 class ReadTask:
+    """A file to read, or a piece of one: bytes [start, end) of a parquet file, which holds
+    the row groups whose first byte lies there (`readers.row_groups_in`)."""
+
     source: str
     uri: str
     relative: str
-    size: int
+    size: int  # the file's, as listed
     modified: str = ""
     stamp: str = ""  # `FileEntry.stamp` when listed; "" checks the size alone
+    start: int = 0
+    end: int = 0  # 0: the whole file
+
+    @property
+    def weight(self) -> int:
+        """The bytes this task reads."""
+        return self.end - self.start if self.end else self.size
+
+    def pieces(self, count: int) -> list[ReadTask]:
+        """The file as `count` pieces of equal byte ranges (itself when count <= 1)."""
+        if count <= 1:
+            return [self]
+        cuts = [self.size * k // count for k in range(count + 1)]
+        return [replace(self, start=a, end=b) for a, b in pairwise(cuts)]
 
 
 def plan_bins(tasks: list[ReadTask], target_bytes: int, min_bins: int) -> list[list[ReadTask]]:
@@ -35,15 +53,15 @@ def plan_bins(tasks: list[ReadTask], target_bytes: int, min_bins: int) -> list[l
     so one Spark task does not get most of the text."""
     if not tasks:
         return []
-    total = sum(t.size for t in tasks)
+    total = sum(t.weight for t in tasks)
     count = min(len(tasks), max(min_bins, -(-total // target_bytes)))
     heap = [(0, index) for index in range(count)]
     bins: list[list[ReadTask]] = [[] for _ in range(count)]
-    for task in sorted(tasks, key=lambda t: (-t.size, t.uri)):
+    for task in sorted(tasks, key=lambda t: (-t.weight, t.uri, t.start)):
         load, index = heapq.heappop(heap)
         bins[index].append(task)
-        heapq.heappush(heap, (load + task.size, index))
-    return [sorted(b, key=lambda t: t.uri) for b in bins]
+        heapq.heappush(heap, (load + task.weight, index))
+    return [sorted(b, key=lambda t: (t.uri, t.start)) for b in bins]
 
 
 def encode_bin(tasks: list[ReadTask]) -> str:
@@ -76,8 +94,9 @@ def read_items(
         hold_before_read(faults, task["uri"])
         unchanged_since_listed(task, storage)
         record = 0
+        part = (task["start"], task["end"]) if task.get("end") else None
         try:
-            for item in read_file(spec, task["uri"], task["relative"], opener):
+            for item in read_file(spec, task["uri"], task["relative"], opener, part):
                 if strict and isinstance(item, Skip) and item.bad:
                     raise BadRecordError(item.describe(record_unit(spec)))
                 record = item.record if isinstance(item, Skip) else item.metadata["record"]
@@ -92,8 +111,9 @@ def read_items(
 
 def unchanged_since_listed(task: dict, storage: StorageOptions) -> None:
     """The file is as the run listed it (size, and its stamp where one was taken): checked
-    when a task opens it and again when it has read it. The read stage ends before any unit
-    is committed, so a run that fails here commits nothing of the changed file."""
+    when a task opens it and again when it has read it. Units are committed only after every
+    file feeding them is read (the shuffled pass: after the read stage; the direct pass: at
+    the end of the bin), so a run that fails here commits nothing of the changed file."""
     now = file_version(task["uri"], storage)
     if now is None:
         raise TaskError(f"{task['uri']} was removed while the run read its inputs; run again")

@@ -76,10 +76,13 @@ def valid_messages(value: Any) -> bool:
 class RecordReader:
     """Turns records of one file into documents or skips, under one source spec."""
 
-    def __init__(self, spec: SourceSpec, uri: str, relative: str):
+    def __init__(
+        self, spec: SourceSpec, uri: str, relative: str, part: tuple[int, int] | None = None
+    ):
         self.spec = spec
         self.uri = uri
         self.relative = relative
+        self.part = part  # bytes [start, end) of a parquet file; None: all of it
 
     def skip(
         self, record: int | None, reason: str, detail: str = "", bad: bool = True, records: int = 1
@@ -149,15 +152,26 @@ class RecordReader:
 
 
 def read_file(
-    spec: SourceSpec, uri: str, relative: str, opener: Opener
+    spec: SourceSpec,
+    uri: str,
+    relative: str,
+    opener: Opener,
+    part: tuple[int, int] | None = None,
 ) -> Iterator[Document | Skip]:
-    """Every record of one file, as a document or a skip; file-level problems are one skip."""
-    reader = RecordReader(spec, uri, relative)
+    """Every record of one file, as a document or a skip; file-level problems are one skip.
+    With `part` (bytes [start, end) of a parquet file) the records of the row groups that
+    start there, numbered as in the whole file; file-level skips come from the first part
+    alone, so a file's pieces together give exactly what the whole file gives."""
+    reader = RecordReader(spec, uri, relative, part)
+    first = part is None or part[0] == 0
     try:
         with opener(uri) as raw:
-            yield from READERS[spec.format](reader, raw)
+            for item in READERS[spec.format](reader, raw):
+                if first or not (isinstance(item, Skip) and item.record is None):
+                    yield item
     except OSError as exc:
-        yield reader.skip(None, "unreadable_file", str(exc))
+        if first:
+            yield reader.skip(None, "unreadable_file", str(exc))
 
 
 def read_parquet(reader: RecordReader, raw: pa.NativeFile) -> Iterator[Document | Skip]:
@@ -181,7 +195,29 @@ def read_parquet(reader: RecordReader, raw: pa.NativeFile) -> Iterator[Document 
         yield reader.skip(None, "empty_file")
         return
     columns = sorted(set(spec.required_columns() + spec.optional_columns()) & names)
-    yield from read_batches(reader, parquet.iter_batches(batch_size=512, columns=columns))
+    if reader.part is None:
+        yield from read_batches(reader, parquet.iter_batches(batch_size=512, columns=columns))
+        return
+    groups = row_groups_in(parquet.metadata, *reader.part)
+    if groups:
+        first = sum(parquet.metadata.row_group(g).num_rows for g in range(groups[0]))
+        batches = parquet.iter_batches(batch_size=512, row_groups=groups, columns=columns)
+        yield from read_batches(reader, batches, first)
+
+
+def row_groups_in(metadata: pq.FileMetaData, start: int, end: int) -> list[int]:
+    """The row groups whose first byte lies in [start, end): each row group of a file lies in
+    exactly one of a set of ranges that cover the file, whatever the ranges."""
+    return [g for g in range(metadata.num_row_groups) if start <= group_start(metadata, g) < end]
+
+
+def group_start(metadata: pq.FileMetaData, group: int) -> int:
+    """Where a row group's data begins: its first column chunk's first page."""
+    column = metadata.row_group(group).column(0)
+    offsets = [column.data_page_offset]
+    if column.has_dictionary_page and column.dictionary_page_offset:
+        offsets.append(column.dictionary_page_offset)
+    return min(offsets)
 
 
 def missing_columns(missing: list[str], present: list[str]) -> str:
@@ -224,13 +260,13 @@ def read_arrow(reader: RecordReader, raw: pa.NativeFile) -> Iterator[Document | 
 
 
 def read_batches(
-    reader: RecordReader, batches: Iterator[pa.RecordBatch]
+    reader: RecordReader, batches: Iterator[pa.RecordBatch], first: int = 0
 ) -> Iterator[Document | Skip]:
-    """Rows of Arrow batches as documents; a top-level text column is decoded from its bytes
-    here, so that a row of invalid UTF-8 is a counted skip."""
+    """Rows of Arrow batches as documents, numbered from `first`; a top-level text column is
+    decoded from its bytes here, so that a row of invalid UTF-8 is a counted skip."""
     spec = reader.spec
     binary_text = spec.kind == "text" and "." not in (spec.text_column or "")
-    index = 0
+    index = first
     for batch in batches:
         texts: list[bytes | None] | None = None
         if binary_text:
