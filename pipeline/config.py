@@ -184,7 +184,7 @@ class PackingConfig(Strict):
         gt=0,
         description=(
             "packing units; null: grows with the input, 2 x sqrt(MB), at least 64 (the direct "
-            "pass: a bin of files per 4 MB, at most that many)"
+            "pass: a bin of files per 16 MB, at most that many)"
         ),
     )
     domains: dict[str, DomainPacking] = Field(default_factory=dict)

@@ -94,8 +94,12 @@ def sequence_plan(config: Config, spec: TokenizerSpec, tokenizer: Tokenizer) -> 
     )
 
 
-# Input bytes per bin of the direct pass: a 40 MB input runs in 10 tasks, 160 MB in 40.
-DIRECT_BIN_BYTES = 4_000_000
+# Input bytes per bin of the direct pass: a 40 MB input runs in 3 tasks, 160 MB in 10. A task
+# costs Spark about 0.1 s of a core however small (measured: 4 MB bins made a 160 MB run 2.6 s
+# slower on 2 cores than 16 MB ones; benchmarks/RESULTS.md).
+DIRECT_BIN_BYTES = 16_000_000
+# The smallest piece a parquet file is cut into (when `packing.buckets` asks for many bins).
+MIN_PIECE_BYTES = 1_000_000
 
 
 def packing_buckets(config: Config, input_bytes: int) -> int:
@@ -119,7 +123,7 @@ def direct_pass(config: Config) -> bool:
 def direct_bins(config: Config, tasks: list[ReadTask]) -> list[list[ReadTask]]:
     """The direct pass's bins, one bucket each: `packing.buckets` bins, else one per
     DIRECT_BIN_BYTES of input up to `packing_buckets`; never more than the files and pieces.
-    A parquet file larger than a bin's share (at least DIRECT_BIN_BYTES) is cut into pieces of
+    A parquet file larger than a bin's share (at least MIN_PIECE_BYTES) is cut into pieces of
     about that size (row groups are never split); other files stay whole. The bins depend on
     the input list alone (not on executors, partitions or `read_target_bytes`), so a given
     input packs the same on any cluster."""
@@ -127,7 +131,7 @@ def direct_bins(config: Config, tasks: list[ReadTask]) -> list[list[ReadTask]]:
     count = config.packing.buckets or min(
         packing_buckets(config, input_bytes), max(1, math.ceil(input_bytes / DIRECT_BIN_BYTES))
     )
-    share = max(DIRECT_BIN_BYTES, math.ceil(input_bytes / count))
+    share = max(MIN_PIECE_BYTES, math.ceil(input_bytes / count))
     parquet = {name for name, spec in source_specs(config).items() if spec.format == "parquet"}
     pieces = [
         piece
@@ -145,9 +149,9 @@ def pass_buckets(config: Config, tasks: list[ReadTask]) -> int:
 
 
 def pass_tasks(config: Config, input_bytes: int, buckets: int, cores: int) -> int:
-    """Tasks of the pass: `packing.partitions`, else one per 2 MB of input (at least two per
-    core, at most one per bucket). Tasks never change what is packed, only how the buckets
-    are shared out, so they may follow the cluster; they grow with the input."""
+    """Tasks of the shuffled pass: `packing.partitions`, else one per 2 MB of input (at least
+    two per core, at most one per bucket). Tasks never change what is packed, only how the
+    buckets are shared out, so they may follow the cluster; they grow with the input."""
     if config.packing.partitions:
         return config.packing.partitions
     return min(buckets, max(2 * cores, math.ceil(input_bytes / 2e6)))

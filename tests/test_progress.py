@@ -43,7 +43,7 @@ def test_a_logged_run_prints_progress_lines_and_ends_with_the_totals(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((output / "_report.json").read_text())
     files, bins = report["input"]["files"], math.ceil(report["input"]["bytes"] / DIRECT_BIN_BYTES)
-    # Own files need no shuffle: one task per bin of files, one bin per 4 MB.
+    # Own files need no shuffle: one task per bin of files, one bin per DIRECT_BIN_BYTES.
     assert report["pass"] == {
         "buckets": min(files, bins),
         "tasks": min(files, bins),
