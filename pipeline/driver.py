@@ -578,7 +578,8 @@ def write_sequences(
     uri = join(config.scratch, PACKED_DIR)
     sink = None if units is None else (units, directories(config))
     progress = Progress.started(spark)
-    if direct_pass(config):
+    shuffled = not direct_pass(config)
+    if not shuffled:
         found, partitions = None, buckets
         arguments = read_arguments(
             spark,
@@ -624,7 +625,7 @@ def write_sequences(
     refuse_lost_sources(config, sources)
     sections = {
         "tokenizer": tokenizer.identity(),
-        "pass": {"buckets": buckets, "tasks": partitions, "shuffle": not direct_pass(config)},
+        "pass": {"buckets": buckets, "tasks": partitions, "shuffle": shuffled},
         "sources": sources,
         "documents": documents_section(tally),
         "packing": packing_section(tally),

@@ -26,30 +26,28 @@ from longmix.stages.logic.storage import StorageOptions
 from longmix.stages.logic.tokenizers import TokenizerSpec, load_tokenizer
 from tests.conftest import TEST_SPARK_CONF, cards_beside, make_config, prepare_cli
 from tests.test_mds import fingerprint, stray_folders
+from tests.test_pack_spark import PACKING as MIXED_PACKING
+from tests.test_pack_spark import run_cli, samples
+from tests.test_pack_spark import sources as mixed_sources
 
+# The mixed corpus's packing and sources but its Stack repositories (which must shuffle).
 PACKING = {
-    "sequence_length": 512,
+    **MIXED_PACKING,
     "buckets": 3,
     "domains": {
-        "book": {"mode": "long"},
-        "arxiv": {"mode": "short", "method": "bfd"},
-        "ultrachat": {"mode": "sft"},
+        domain: packing
+        for domain, packing in MIXED_PACKING["domains"].items()
+        if domain != "thestackv1_concat_by_repo"
     },
-    "bfd_window_tokens": 4096,
 }
 
 
 def sources(root, reverse=False):
-    sp = sorted(str(p) for p in (root / "sp").rglob("*.zst"))
     return {
-        "slimpajama": {"preset": "slimpajama", "path": sp[::-1] if reverse else sp},
-        "ultrachat": {"preset": "ultrachat", "path": str(root / "uc/*.parquet")},
+        name: source
+        for name, source in mixed_sources(root, reverse).items()
+        if source.get("preset") != "stack"
     }
-
-
-def samples(output):
-    rows = pq.read_table(output / "_work/packed/row_type=sequence").to_pylist()
-    return sorted(rows, key=lambda r: (r["domain"], r["seq_len"], r["bucket"], r["seq_no"]))
 
 
 def settings(data: dict) -> object:
@@ -102,28 +100,13 @@ def test_grouping_or_removing_copies_needs_the_shuffle():
     )
 
 
-def run_cli(tmp_path, name, root, master, partitions, reverse):
-    config = {
-        "run": {"name": name, "output": str(tmp_path / name), "seed": 5, "until": "sequences"},
-        "spark": {
-            "master": master,
-            "conf": {**TEST_SPARK_CONF, "spark.sql.shuffle.partitions": partitions},
-        },
-        "sources": sources(root, reverse),
-        "packing": {**PACKING, "partitions": partitions},
-        "read_target_bytes": 40_000 if reverse else 10**9,
-    }
-    result = prepare_cli(config, tmp_path, name)
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads((tmp_path / name / "_report.json").read_text())
-    assert report["pass"] == {"buckets": 3, "tasks": 3, "shuffle": False}
-    return samples(tmp_path / name)
-
-
 @pytest.mark.slow
 def test_same_samples_whatever_executors_partitions_and_file_order(tmp_path, mixed_corpus):
-    one = run_cli(tmp_path, "one", mixed_corpus, "local[1]", 2, reverse=False)
-    two = run_cli(tmp_path, "two", mixed_corpus, "local[2]", 11, reverse=True)
+    one = run_cli(tmp_path, "one", mixed_corpus, "local[1]", 2, False, sources, PACKING)
+    two = run_cli(tmp_path, "two", mixed_corpus, "local[2]", 11, True, sources, PACKING)
+    for name in ("one", "two"):  # tasks and buckets are the bins, whatever the partitions
+        report = json.loads((tmp_path / name / "_report.json").read_text())
+        assert report["pass"] == {"buckets": 3, "tasks": 3, "shuffle": False}
     assert len(one) == len(two) > 20
     assert {r["domain"] for r in one} >= {"book", "arxiv", "ultrachat"}
     assert len({r["bucket"] for r in one}) == 3

@@ -40,16 +40,18 @@ def samples(output):
     return sorted(rows, key=lambda r: (r["domain"], r["seq_len"], r["bucket"], r["seq_no"]))
 
 
-def run_cli(tmp_path, name, root, master, partitions, reverse):
+def run_cli(tmp_path, name, root, master, partitions, reverse, corpus=None, packing=None):
+    """`prepare` to packed sequences with these executors, partitions and file order (of
+    `corpus(root, reverse)`, by default `sources`); its samples."""
     config = {
         "run": {"name": name, "output": str(tmp_path / name), "seed": 5, "until": "sequences"},
         "spark": {
             "master": master,
             "conf": {**TEST_SPARK_CONF, "spark.sql.shuffle.partitions": partitions},
         },
-        "sources": sources(root, reverse),
+        "sources": (corpus or sources)(root, reverse),
         "concat": {"partitions": partitions},
-        "packing": {**PACKING, "partitions": partitions},
+        "packing": {**(packing or PACKING), "partitions": partitions},
         "read_target_bytes": 40_000 if reverse else 10**9,
     }
     result = prepare_cli(config, tmp_path, name)
