@@ -1,6 +1,7 @@
 """`longmix smoke` over a prepared output: the loss falls, every domain gets its share of the
 trained tokens, SFT masks carry no loss, and what must fail fails with a non-zero exit."""
 
+import io
 import json
 import math
 import shutil
@@ -19,7 +20,7 @@ from longmix.pipeline.trainer.data import Vocabulary, open_output, read_epoch
 from longmix.pipeline.trainer.masking import IGNORE
 from longmix.pipeline.trainer.model import ModelShape, attention_inputs, build_model, loss_sum
 from longmix.pipeline.trainer.report import SMOKE_FILE, loss_summary
-from longmix.pipeline.trainer.train import to_device
+from longmix.pipeline.trainer.train import progress_lines, to_device
 from longmix.pipeline.validate import validate
 from longmix.stages.logic.storage import StorageOptions
 
@@ -186,3 +187,18 @@ def test_smoke_evaluates_held_out_loss_by_position_and_past_the_trained_length(o
     assert "loss by position" in card and "](card/smoke_evaluation.png)" in card
     code, skipped = smoke_json(output, capsys, "--steps", "4", "--no-eval")
     assert "position_loss" not in skipped and "extension" not in skipped
+
+
+def test_a_log_gets_a_progress_line_per_step_a_terminal_none(output, capsys):
+    main(["smoke", str(output), "--steps", "4", "--no-eval"])
+    lines = [s for s in capsys.readouterr().err.splitlines() if s.startswith(PROGRESS)]
+    assert lines[0].startswith(f"{PROGRESS}reading 16 samples")
+    steps = [s.split(",")[0] for s in lines if s.startswith(f"{PROGRESS}step ")]
+    assert steps == [f"{PROGRESS}step {k} of 4" for k in range(1, 5)]
+    terminal = io.StringIO()
+    terminal.isatty = lambda: True
+    progress_lines(True, terminal)("step 1 of 4")
+    assert terminal.getvalue() == ""  # the bar shows it there
+
+
+PROGRESS = "longmix: progress: smoke: "

@@ -9,10 +9,13 @@ with warm-up and cosine decay -> steps of reordered micro-batches with a token-a
 from __future__ import annotations
 
 import math
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import torch
 from rich.progress import Progress
@@ -69,6 +72,8 @@ def smoke(
     runtime = Runtime.of(settings)
     output = open_output(path, storage)
     per_step = settings.devices * settings.accumulation
+    said = progress_lines(progress)
+    said(f"reading {settings.steps * per_step:,} samples and the held-out documents")
     with tempfile.TemporaryDirectory(prefix="longmix-smoke-") as cache:
         samples = read_epoch(output, settings.steps * per_step, settings.seed, storage, Path(cache))
         trained = max(s.length for s in samples)
@@ -85,15 +90,19 @@ def smoke(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(settings))
     steps = [samples[k * per_step : (k + 1) * per_step] for k in range(settings.steps)]
     records = []
+    began = time.monotonic()
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("smoke training", total=len(steps))
-        for step in steps:
+        for number, step in enumerate(steps, 1):
             records.append(train_step(model, optimizer, step, settings, runtime, vocabulary))
             scheduler.step()
             bar.update(task, advance=1, description=f"smoke loss {records[-1].loss:.3f}")
+            took = time.monotonic() - began
+            said(f"step {number} of {len(steps)}, loss {records[-1].loss:.3f}, {took:.0f} s")
     costs = [[s.squared_lengths for s in step] for step in steps]
     evaluation = None
     if settings.eval.enabled:
+        said("evaluating the held-out documents")
         evaluation = evaluate(
             model, held, trained, settings.eval, vocabulary, runtime.attention, runtime.device
         )
@@ -106,6 +115,20 @@ def smoke(
         balance(costs, settings.devices),
         evaluation,
     )
+
+
+def progress_lines(progress: bool, stream: TextIO | None = None) -> Callable[[str], None]:
+    """Where no terminal shows the progress bar (a log, a CI job), a function writing one
+    `longmix: progress: smoke: ...` line per call on stderr; else one doing nothing."""
+    stream = stream or sys.stderr
+    if not progress or stream.isatty():
+        return lambda text: None
+
+    def say(text: str) -> None:
+        stream.write(f"longmix: progress: smoke: {text}\n")
+        stream.flush()
+
+    return say
 
 
 def model_shape(settings: SmokeConfig, vocabulary: Vocabulary, max_length: int) -> ModelShape:
