@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import replace
 from functools import partial
@@ -14,7 +13,13 @@ from pyspark.sql.pandas.types import from_arrow_schema
 
 from longmix.stages.logic.faults import NO_FAULTS, Faults
 from longmix.stages.logic.fingerprints import Fingerprints
-from longmix.stages.logic.read import ReadTask, encode_bin, plan_bins, read_partition
+from longmix.stages.logic.read import (
+    ReadTask,
+    decode_bin,
+    encode_bin,
+    plan_bins,
+    read_partition,
+)
 from longmix.stages.logic.schemas import READ_SCHEMA
 from longmix.stages.logic.sources import SourceSpec
 from longmix.stages.logic.storage import StorageOptions
@@ -38,12 +43,12 @@ def read_task(
         documents += out.column("skip_reason").null_count
         yield out
     if done is not None:
-        files = [f for b in bins for j in b.column("files").to_pylist() for f in json.loads(j)]
+        files = [t for b in bins for j in b.column("files").to_pylist() for t in decode_bin(j)]
         done.add(
             {
                 "read_tasks": 1,
-                "files": sum(1 for f in files if not f.get("start")),  # a file's first piece
-                "bytes": sum(f["end"] - f["start"] if f.get("end") else f["size"] for f in files),
+                "files": sum(1 for t in files if not t.start),  # a file's first piece
+                "bytes": sum(t.weight for t in files),
                 "documents": documents,
             }
         )

@@ -68,6 +68,10 @@ def encode_bin(tasks: list[ReadTask]) -> str:
     return json.dumps([asdict(t) for t in tasks])
 
 
+def decode_bin(files_json: str) -> list[ReadTask]:
+    return [ReadTask(**task) for task in json.loads(files_json)]
+
+
 def read_bin(
     files_json: str,
     specs: dict[str, SourceSpec],
